@@ -1,0 +1,1 @@
+"""Data generators (offline, from a seed) and loaders for real data sets in their real formats."""
