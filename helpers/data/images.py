@@ -304,6 +304,9 @@ def _bank_levels_cached(kind: str, sizes: tuple[int, ...]) -> dict[int, torch.Te
 
 # ----------------------------------------------------------------------------- drawing
 
+_WINDOWS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
 def warp_glyphs(
     levels: dict[int, torch.Tensor],
     index: torch.Tensor,
@@ -318,40 +321,56 @@ def warp_glyphs(
 
     levels: {cell: (G, 1, cell, cell)} the same bank at several resolutions (mip levels).
     index (M,) bank rows; center (M, 2) xy in pixels; height (M,) glyph height in pixels;
-    angle (M,) radians, counter-clockwise; stretch (M,) horizontal scale factor.
+    angle (M,) radians, counter-clockwise on screen; stretch (M,) horizontal scale factor.
     Returns alpha float32 (M, image_size, image_size) on the device of `center`.
-    The smallest mip level at least as large as each glyph's cell on the canvas is sampled,
-    so shrunken glyphs stay anti-aliased.
+    The smallest mip level at least as large as each glyph's cell on the canvas is sampled, so
+    shrunken glyphs stay anti-aliased; only a window around each glyph is sampled, so small
+    glyphs cost little.
     """
+    m, s = index.shape[0], image_size
+    out = torch.zeros(m, s * s, device=center.device)
+    warp_into(out, torch.arange(m, device=center.device), levels, index, center, height, angle, stretch, s, fill)
+    return out.view(m, s, s)
+
+
+def warp_into(out: torch.Tensor, out_rows: torch.Tensor, levels: dict[int, torch.Tensor], index: torch.Tensor,
+              center: torch.Tensor, height: torch.Tensor, angle: torch.Tensor, stretch: torch.Tensor,
+              image_size: int, fill: float = GLYPH_FILL) -> None:
+    """warp_glyphs, adding glyph m into row out_rows[m] of `out` (R, image_size**2) in place."""
     device = center.device
-    m = index.shape[0]
-    out = torch.zeros(m, image_size, image_size, device=device)
+    m, s = index.shape[0], image_size
     if m == 0:
-        return out
+        return
     cell_px = height / fill  # (M,) side of the glyph's cell on the canvas
-    half = cell_px / image_size  # half-side in normalised coordinates
-    c = 2.0 * center / image_size - 1.0
+    scale = 2.0 / cell_px  # canvas pixels -> the cell's normalised [-1, 1] coordinates
     cos, sin = torch.cos(angle), torch.sin(angle)
-    # input = diag(1/stretch, 1) R(-angle) (output - c) / half, y pointing down on screen
-    a11, a12 = cos / stretch / half, -sin / stretch / half
-    a21, a22 = sin / half, cos / half
-    theta = torch.stack([
-        torch.stack([a11, a12, -(a11 * c[:, 0] + a12 * c[:, 1])], 1),
-        torch.stack([a21, a22, -(a21 * c[:, 0] + a22 * c[:, 1])], 1),
-    ], 1)
+    # input = diag(1/stretch, 1) R(-angle) (pixel - center) * scale, with y pointing down
+    a11, a12 = cos / stretch * scale, -sin / stretch * scale
+    a21, a22 = sin * scale, cos * scale
+    # the cell's rotated, stretched square fits in a window of this side (plus a pixel of margin)
+    reach = cell_px * torch.sqrt(stretch**2 + 1.0) + 2.0
+    windows = torch.tensor([w for w in _WINDOWS if w < s] + [s], device=device)
+    window = windows[torch.searchsorted(windows, reach.clamp(max=s))]
+    origin = torch.where(window[:, None] >= s, torch.zeros_like(center), torch.floor(center - window[:, None] / 2.0))
     sizes = sorted(levels)
-    pick = torch.full((m,), len(sizes) - 1, dtype=torch.int64, device=device)
-    for i in reversed(range(len(sizes))):
-        pick = torch.where(cell_px <= sizes[i], torch.full_like(pick, i), pick)
-    for i, size in enumerate(sizes):
-        rows = (pick == i).nonzero().flatten()
-        if rows.numel() == 0:
-            continue
-        bank = levels[size].to(device)
-        grid = F.affine_grid(theta[rows], [rows.numel(), 1, image_size, image_size], align_corners=False)
-        out[rows] = F.grid_sample(bank[index[rows]], grid, mode="bilinear", padding_mode="zeros",
-                                  align_corners=False)[:, 0]
-    return out
+    level = torch.searchsorted(torch.tensor(sizes, device=device, dtype=cell_px.dtype), cell_px).clamp(max=len(sizes) - 1)
+    target = out.view(-1)
+    for key in torch.unique(level * 100000 + window).tolist():
+        lev, win = divmod(int(key), 100000)
+        rows = ((level == lev) & (window == win)).nonzero().flatten()
+        steps = torch.arange(win, device=device, dtype=torch.float32) + 0.5
+        px = origin[rows, 0, None] + steps - center[rows, 0, None]  # (r, win) x offsets from centre
+        py = origin[rows, 1, None] + steps - center[rows, 1, None]  # (r, win)
+        gx = a11[rows, None, None] * px[:, None, :] + a12[rows, None, None] * py[:, :, None]
+        gy = a21[rows, None, None] * px[:, None, :] + a22[rows, None, None] * py[:, :, None]
+        bank = levels[sizes[lev]].to(device)
+        patch = F.grid_sample(bank[index[rows]], torch.stack([gx, gy], -1), mode="bilinear",
+                              padding_mode="zeros", align_corners=False)[:, 0]  # (r, win, win)
+        xs = origin[rows, 0, None].long() + torch.arange(win, device=device)  # (r, win)
+        ys = origin[rows, 1, None].long() + torch.arange(win, device=device)
+        inside = ((ys >= 0) & (ys < s))[:, :, None] & ((xs >= 0) & (xs < s))[:, None, :]
+        where = out_rows[rows, None, None] * (s * s) + ys.clamp(0, s - 1)[:, :, None] * s + xs.clamp(0, s - 1)[:, None, :]
+        target.index_add_(0, where.flatten(), (patch * inside).flatten())
 
 
 def backgrounds(
@@ -384,23 +403,27 @@ def backgrounds(
     wave_freq = 0.5 + 6.0 * torch.rand(n, 3, generator=generator)
     wave_phase = torch.rand(n, 3, generator=generator) * 2 * math.pi
     wave_colour = (torch.rand(n, 3, 3, generator=generator) - 0.5) * 0.35
-    noise = torch.randn(n, 3, s, s, generator=generator) * 0.04
 
     out = torch.empty(n, 3, s, s, device=device)
-    photos = _photo_tensors(device)
-    for p, photo in enumerate(photos):
-        rows = (use_photo & (which == p)).nonzero().flatten()
-        if rows.numel() == 0:
-            continue
-        h, w = photo.shape[-2:]
-        side = side_frac[rows] * min(h, w)
-        x0 = corner[rows, 0] * (w - side)
-        y0 = corner[rows, 1] * (h - side)
-        boxes = torch.stack([torch.zeros_like(x0), x0, y0, x0 + side, y0 + side], 1).to(device)
-        crops = roi_align(photo[None], boxes, output_size=(s, s), spatial_scale=1.0,
-                          sampling_ratio=2, aligned=True)
-        crops = torch.where(flip[rows].to(device)[:, None, None, None], crops.flip(-1), crops)
-        out[rows.to(device)] = crops * jitter[rows].to(device)[:, :, None, None]
+    pyramid = _photo_pyramids(str(device))
+    for p, levels in enumerate(pyramid):
+        h, w = levels[0].shape[-2:]
+        side = side_frac * min(h, w)
+        # sample the level where the crop is at most twice the output: one bilinear tap is enough
+        level = torch.log2(side / (2 * s)).ceil().clamp(0, len(levels) - 1).long()
+        for lev in range(len(levels)):
+            rows = (use_photo & (which == p) & (level == lev)).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            photo, f = levels[lev], 2.0**lev
+            x0 = corner[rows, 0] * (w - side[rows])
+            y0 = corner[rows, 1] * (h - side[rows])
+            boxes = torch.stack([torch.zeros_like(x0), x0, y0, x0 + side[rows], y0 + side[rows]], 1).to(device)
+            crops = roi_align(photo[None], boxes, output_size=(s, s), spatial_scale=1.0 / f,
+                              sampling_ratio=1, aligned=True)
+            flipped = flip[rows].nonzero().flatten().to(device)
+            crops[flipped] = crops[flipped].flip(-1)
+            out[rows.to(device)] = crops * jitter[rows].to(device)[:, :, None, None]
     rows = (~use_photo).nonzero().flatten()
     if rows.numel():
         k = rows.numel()
@@ -411,17 +434,23 @@ def backgrounds(
             * (2 * math.pi * wave_freq[rows].to(device))[..., None, None] + wave_phase[rows].to(device)[..., None, None]
         waves = torch.sin(phase)  # (k, 3 waves, s, s)
         texture = base[rows].to(device)[:, :, None, None] + torch.einsum("kwc,kwhx->kchx", wave_colour[rows].to(device), waves)
-        out[rows.to(device)] = texture + noise[rows].to(device)
+        noise = torch.randn(k, 3, s, s, generator=generator) * 0.04
+        out[rows.to(device)] = texture + noise.to(device)
     return out.clamp_(0.0, 1.0)
 
 
 @lru_cache(maxsize=4)
-def _photo_tensors_cached(device: str) -> tuple[torch.Tensor, ...]:
-    return tuple(t.float().div(255.0).to(device) for t in sample_photos())
-
-
-def _photo_tensors(device: torch.device) -> tuple[torch.Tensor, ...]:
-    return _photo_tensors_cached(str(device))
+def _photo_pyramids(device: str) -> tuple[tuple[torch.Tensor, ...], ...]:
+    """Each photo as float (3, H, W) in [0, 1] at full, half, quarter and eighth resolution."""
+    pyramids = []
+    for photo in sample_photos():
+        level = photo.float().div(255.0).to(device)
+        levels = [level]
+        for _ in range(3):
+            level = F.avg_pool2d(level[None], 2, ceil_mode=True)[0]
+            levels.append(level)
+        pyramids.append(tuple(levels))
+    return tuple(pyramids)
 
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])

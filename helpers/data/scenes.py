@@ -50,7 +50,7 @@ from helpers.data.images import (
     glyph_bank,
     handwritten_bank,
     shape_bank,
-    warp_glyphs,
+    warp_into,
 )
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -333,9 +333,10 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
         take, (active, is_obj, labels, handwritten, height, angle, stretch, center, glyph_index, hand_index, shape_index))
     is_obj = is_obj & active
 
-    # ---- coverage of every active layer on the canvas
-    alpha = torch.zeros(n * layers, s, s, device=device)
-    flat = lambda t: t.reshape(n * layers, *t.shape[2:])  # noqa: E731
+    # ---- coverage of every active layer on the canvas; layer-major (layers, n, ...) so that
+    # each layer is one contiguous block
+    alpha = torch.zeros(layers * n, s * s, device=device)
+    flat = lambda t: t.transpose(0, 1).reshape(layers * n, *t.shape[2:])  # noqa: E731
     kinds = [
         (is_obj & ~handwritten, _bank_levels("glyph", s * cfg["object_size"][1] / GLYPH_FILL), glyph_index, GLYPH_FILL),
         (is_obj & handwritten, {12: hand_alpha}, hand_index, HANDWRITTEN_FILL),
@@ -344,68 +345,97 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     for chosen, levels, index, fill in kinds:
         rows = flat(chosen).nonzero().flatten()
         if rows.numel():
-            alpha[rows.to(device)] = warp_glyphs(levels, flat(index)[rows].to(device), flat(center)[rows].to(device),
-                                                 flat(height)[rows].to(device), flat(angle)[rows].to(device),
-                                                 flat(stretch)[rows].to(device), s, fill)
-    alpha = alpha.view(n, layers, s, s)
+            warp_into(alpha, rows.to(device), levels, flat(index)[rows].to(device), flat(center)[rows].to(device),
+                      flat(height)[rows].to(device), flat(angle)[rows].to(device), flat(stretch)[rows].to(device), s, fill)
+    alpha = alpha.view(layers, n, s * s)
 
     # ---- visibility: a pixel belongs to the top layer covering it (> 0.5)
     obj_dev = is_obj.to(device)
     solid = alpha > 0.5
-    visible = _visible(solid)
-    own = solid.sum((2, 3))
-    shown = visible.sum((2, 3))
+    own = torch.count_nonzero(solid, dim=2).T  # (n, layers)
+    top = _top_layer(solid)  # (n, s*s) layer + 1 of the visible layer, 0 = none
+    shown = _layer_counts(top, layers)
     keep = obj_dev & (own > 0) & (shown >= cfg["min_visible"] * own) & (shown > 0)
     dropped = obj_dev & ~keep
-    alpha = alpha * (~dropped)[..., None, None]
-    solid = solid & ~dropped[..., None, None]
-    visible = _visible(solid)  # earlier layers can only gain pixels, so every kept digit stays kept
-    keep = keep & visible.flatten(2).any(2)
+    if bool(dropped.any()):
+        alpha[dropped.T] = 0.0
+        solid[dropped.T] = False
+        top = _top_layer(solid)  # earlier layers only gain pixels, so every kept digit stays kept
 
     # ---- pixels: background, then layers bottom to top in contrasting colours
-    bg = backgrounds(n, s, gen, cfg["photo_fraction"], device=device)
-    grain = torch.randn(n, 1, s, s, generator=gen).to(device) * cfg["noise"]
+    img = backgrounds(n, s, gen, cfg["photo_fraction"], device=device).view(n, 3, s * s)
+    grain = torch.randn(n, 1, s, s, generator=gen).to(device)
     colour_gen = torch.Generator().manual_seed(int(colour_gen_state))
-    img = bg
     for layer in range(layers):
-        a = alpha[:, layer, None]  # (n, 1, s, s)
-        under = (img * a).sum((2, 3)) / a.sum((2, 3)).clamp(min=1e-6)
+        a = alpha[layer, :, :, None]  # (n, s*s, 1)
+        under = torch.bmm(img, a)[..., 0] / a.sum(1).clamp(min=1e-6)  # (n, 3) mean colour below
         colour = contrasting_colours(under, colour_gen, cfg["contrast"])
-        img = img * (1 - a) + colour[:, :, None, None] * a
-    images = ((img + grain).clamp(0, 1) * 255).round().to(torch.uint8)
+        img.lerp_(colour[:, :, None], alpha[layer, :, None, :])
+    img = img.view(n, 3, s, s).add_(grain, alpha=cfg["noise"]).clamp_(0, 1)
+    images = img.mul_(255).round_().to(torch.uint8)
 
     # ---- targets: kept digits in drawing order, compacted to the front
     rank = torch.cumsum(keep.long(), 1) - 1  # (n, layers): index among kept
     k_max = max(int(keep.sum(1).max()) if n else 0, 1)
-    ids = torch.zeros(n, s, s, dtype=torch.uint8, device=device)
-    semantic = torch.zeros(n, s, s, dtype=torch.uint8, device=device)
-    depth = torch.zeros(n, s, s, dtype=torch.float32, device=device)
-    for layer in range(layers):
-        m = visible[:, layer] & keep[:, layer, None, None]
-        ids = torch.where(m, (rank[:, layer] + 1).to(torch.uint8)[:, None, None], ids)
-        semantic = torch.where(m, (labels[:, layer].to(device) + 1).to(torch.uint8)[:, None, None], semantic)
-        depth = torch.where(m, float(layer + 1), depth)
+    zero = torch.zeros(n, 1, dtype=torch.long, device=device)
+    layer_no = torch.arange(1, layers + 1, device=device).expand(n, layers)
+    lut_ids = torch.cat([zero, torch.where(keep, rank + 1, 0)], 1)
+    lut_sem = torch.cat([zero, torch.where(keep, labels.to(device) + 1, 0)], 1)
+    lut_depth = torch.cat([zero, torch.where(keep, layer_no, 0)], 1)
+    ids = torch.gather(lut_ids, 1, top).to(torch.uint8).view(n, s, s)
+    semantic = torch.gather(lut_sem, 1, top).to(torch.uint8).view(n, s, s)
     if cfg["ignore_band"]:
-        width = 2 * cfg["ignore_band"] + 1
-        above = F.max_pool2d(depth[:, None], width, stride=1, padding=cfg["ignore_band"])[:, 0]
-        semantic = torch.where(above > depth, torch.full_like(semantic, IGNORE_INDEX), semantic)
+        # ignore pixels that have a higher (later drawn) object within ignore_band: the band
+        # hugs each object's outline on the side of whatever lies below it
+        depth = torch.gather(lut_depth, 1, top).to(torch.uint8).view(n, s, s)
+        above = _dilate_max(depth, cfg["ignore_band"])
+        semantic = torch.where(above > depth, IGNORE_INDEX, semantic).to(torch.uint8)
 
+    # boxes: the tight extent of each visible mask, in pixel-edge coordinates
+    coords = torch.arange(s, device=device)
+    xs = coords.repeat(s).expand(n, s * s)
+    ys = coords.repeat_interleave(s).expand(n, s * s)
+    big = torch.full((n, layers + 1), s, dtype=torch.long, device=device)
+    small = torch.full((n, layers + 1), -1, dtype=torch.long, device=device)
+    x1 = big.scatter_reduce(1, top, xs, "amin")[:, 1:]
+    y1 = big.scatter_reduce(1, top, ys, "amin")[:, 1:]
+    x2 = small.scatter_reduce(1, top, xs, "amax")[:, 1:] + 1
+    y2 = small.scatter_reduce(1, top, ys, "amax")[:, 1:] + 1
+    layer_boxes = torch.stack([x1, y1, x2, y2], 2).float()  # (n, layers, 4)
     out_labels = torch.full((n, k_max), -1, dtype=torch.int64, device=device)
-    rows, cols = keep.nonzero(as_tuple=True)
-    out_labels[rows, rank[rows, cols]] = labels.to(device)[rows, cols]
-    masks = ids[:, None] == torch.arange(1, k_max + 1, device=device, dtype=torch.uint8)[None, :, None, None]
-    out_boxes = masks_to_boxes(masks.view(n * k_max, s, s)).view(n, k_max, 4)
+    out_boxes = torch.zeros(n, k_max, 4, device=device)
+    r, c = keep.nonzero(as_tuple=True)
+    out_labels[r, rank[r, c]] = labels.to(device)[r, c]
+    out_boxes[r, rank[r, c]] = layer_boxes[r, c]
     return {"images": images, "boxes": out_boxes, "labels": out_labels, "semantic": semantic, "ids": ids}
 
 
-def _visible(solid: torch.Tensor) -> torch.Tensor:
-    """solid (n, layers, H, W) bool -> pixels where each layer is the top solid one."""
-    visible = torch.empty_like(solid)
-    covered = torch.zeros_like(solid[:, 0])
-    for layer in reversed(range(solid.shape[1])):
-        visible[:, layer] = solid[:, layer] & ~covered
-        covered |= solid[:, layer]
-    return visible
+def _top_layer(solid: torch.Tensor) -> torch.Tensor:
+    """solid (layers, n, P) bool -> int64 (n, P): index + 1 of the top solid layer, 0 where none."""
+    top = torch.zeros(solid.shape[1:], dtype=torch.uint8, device=solid.device)
+    for layer in range(solid.shape[0]):  # later layers overwrite: they are drawn above
+        top.masked_fill_(solid[layer], layer + 1)
+    return top.long()
+
+
+def _layer_counts(top: torch.Tensor, layers: int) -> torch.Tensor:
+    """Pixels per layer in a top-layer map (n, P) -> int64 (n, layers)."""
+    counts = torch.zeros(top.shape[0], layers + 1, dtype=torch.long, device=top.device)
+    counts.scatter_add_(1, top, torch.ones_like(top))
+    return counts[:, 1:]
+
+
+def _dilate_max(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Max over the (2 width + 1)^2 neighbourhood of each pixel of x (n, H, W), edges clamped."""
+    out = x.clone()
+    for _ in range(width):  # separable: grow by one pixel left/right, then up/down
+        out[:, :, 1:] = torch.maximum(out[:, :, 1:], out[:, :, :-1].clone())
+        out[:, :, :-1] = torch.maximum(out[:, :, :-1], out[:, :, 1:].clone())
+    cols = out
+    for _ in range(width):
+        cols[:, 1:] = torch.maximum(cols[:, 1:], cols[:, :-1].clone())
+        cols[:, :-1] = torch.maximum(cols[:, :-1], cols[:, 1:].clone())
+    return cols
 
 
 def _hand_index_for(labels: torch.Tensor, u: torch.Tensor, hand_labels: torch.Tensor) -> torch.Tensor:
