@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -251,3 +252,67 @@ def test_scenes_drawn_on_the_gpu_match_the_cpu():
     assert float((gpu.images.cpu().float() - cpu.images.float()).abs().mean()) < 0.5
     same = sum(torch.equal(a.cpu(), b) for a, b in zip(gpu.labels, cpu.labels))
     assert same >= 30  # a pixel at exactly 0.5 coverage can flip on another device
+
+
+# ----------------------------------------------------------------------------- pictures (helpers.plotting)
+
+def test_show_labelled_images_titles_right_in_green_and_wrong_in_red():
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import show_labelled_images
+
+    images = torch.zeros(3, 1, 8, 8, dtype=torch.uint8)
+    fig = show_labelled_images(images, torch.tensor([1, 2, 3]), sc.CLASS_NAMES, predictions=torch.tensor([1, 5, 3]))
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_title()]
+    assert titles == [("one (one)", "green"), ("five (two)", "red"), ("three (three)", "green")]
+    with pytest.raises(ValueError, match="predictions"):
+        show_labelled_images(images, [1, 2, 3], predictions=[1])
+    plt.close("all")
+
+
+def test_draw_boxes_puts_pixel_edge_boxes_on_pixel_centred_axes_with_captions():
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import draw_boxes
+
+    fig, ax = plt.subplots()
+    ax.imshow(torch.zeros(10, 10).numpy())
+    draw_boxes(ax, torch.tensor([[2.0, 3.0, 6.0, 9.0]]), torch.tensor([7]), torch.tensor([0.904]), sc.CLASS_NAMES)
+    (rect,) = ax.patches
+    assert rect.get_xy() == (1.5, 2.5) and rect.get_width() == 4.0 and rect.get_height() == 6.0
+    assert [t.get_text() for t in ax.texts] == ["seven 0.90"]
+    with pytest.raises(ValueError, match="scores"):
+        draw_boxes(ax, torch.zeros(2, 4), torch.tensor([1, 2]), torch.tensor([0.5]))
+    plt.close("all")
+
+
+def test_overlay_mask_leaves_background_paints_classes_and_whitens_ignore():
+    from helpers.plotting import class_colours, overlay_mask
+
+    image = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    mask = torch.tensor([[0, 1], [255, 2]])
+    out = overlay_mask(image, mask, num_classes=3, alpha=1.0)
+    colours = class_colours(3)
+    assert out.shape == (2, 2, 3)
+    assert np.allclose(out[0, 0], 0) and np.allclose(out[0, 1], colours[1]) and np.allclose(out[1, 1], colours[2])
+    assert np.allclose(out[1, 0], 1.0)
+    with pytest.raises(ValueError, match="mask"):
+        overlay_mask(image, torch.zeros(3, 3), num_classes=3)
+
+
+def test_show_detections_and_show_masks_draw_one_panel_per_image(scenes):
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import show_detections, show_masks
+
+    fig = show_detections(scenes.images[:3], scenes.boxes[:3], scenes.labels[:3], class_names=sc.CLASS_NAMES,
+                          ground_truth=(scenes.boxes[:3], scenes.labels[:3]))
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 3
+    assert len(drawn[0].patches) == 2 * len(scenes.boxes[0])  # truth dashed + predictions
+    fig = show_masks(scenes.images[:2], scenes.semantic_masks[:2], 11, predictions=scenes.semantic_masks[:2],
+                     class_names=["background", *sc.CLASS_NAMES])
+    assert len([ax for ax in fig.axes if ax.images]) == 4
+    with pytest.raises(ValueError, match="boxes"):
+        show_detections(scenes.images[:2], scenes.boxes[:1])
+    plt.close("all")
