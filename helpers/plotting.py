@@ -113,6 +113,13 @@ def _grid(count: int, ncols: int, size: float):
     return fig, axes
 
 
+def _finish(fig, title: str | None, bottom: float = 0.0):
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
 def class_colours(num_classes: int) -> np.ndarray:
     """A distinct RGB colour per class, float (num_classes, 3) in [0, 1] (tab10, then tab20)."""
     if num_classes < 1:
@@ -128,6 +135,7 @@ def show_labelled_images(
     predictions=None,
     ncols: int = 8,
     size: float = 1.4,
+    title: str | None = None,
 ):
     """A grid of images titled with their labels; with predictions, "pred (true)" in green when right, red when wrong.
 
@@ -155,8 +163,7 @@ def show_labelled_images(
         else:
             right = predictions[i] == label
             ax.set_title(f"{name(predictions[i])} ({name(label)})", fontsize=8, color="green" if right else "red")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def draw_boxes(
@@ -208,6 +215,7 @@ def show_detections(
     ground_truth: tuple | None = None,
     ncols: int = 4,
     size: float = 2.6,
+    title: str | None = None,
 ):
     """A grid of images with their boxes: boxes[i] (k_i, 4), labels[i] (k_i,), scores[i] (k_i,).
 
@@ -226,8 +234,7 @@ def show_detections(
         if ground_truth is not None:
             draw_boxes(ax, ground_truth[0][i], None, None, class_names, colour="white", linestyle="--", linewidth=1.0)
         draw_boxes(ax, boxes[i], None if labels is None else labels[i], None if scores is None else scores[i], class_names)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def overlay_mask(image, mask, num_classes: int, alpha: float = 0.55, ignore_index: int = 255,
@@ -259,6 +266,7 @@ def show_masks(
     ncols: int = 4,
     size: float = 2.2,
     ignore_index: int = 255,
+    title: str | None = None,
 ):
     """Images with their masks overlaid (and predicted masks beside them, when given).
 
@@ -279,18 +287,15 @@ def show_masks(
         pairs = [("truth" if predictions is not None else None, masks[i])]
         if predictions is not None:
             pairs.append(("prediction", predictions[i]))
-        for j, (title, m) in enumerate(pairs):
+        for j, (panel, m) in enumerate(pairs):
             ax = axes.flat[i * panels + j]
             ax.imshow(overlay_mask(images[i], m, num_classes, ignore_index=ignore_index))
             values = np.unique(np.asarray(m.cpu() if hasattr(m, "cpu") else m))
             present.update(int(v) for v in values if v not in (0, ignore_index) and v < num_classes)
-            if title:
-                ax.set_title(title, fontsize=8)
+            if panel:
+                ax.set_title(panel, fontsize=8)
     if present:
         colours = class_colours(num_classes)
         handles = [Patch(color=colours[c], label=class_names[c] if class_names else str(c)) for c in sorted(present)]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 10), fontsize=7)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-    else:
-        fig.tight_layout()
-    return fig
+    return _finish(fig, title, bottom=0.08 if present else 0.0)

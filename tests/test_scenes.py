@@ -100,10 +100,10 @@ def test_scenes_are_deterministic_per_seed_and_stream():
 
 
 def test_image_size_is_a_parameter_and_boxes_stay_inside_the_image():
-    big = sc.make_scenes(6, 96, seed=1)
-    assert big.images.shape == (6, 3, 96, 96)
+    big = sc.make_scenes(6, 80, seed=1)
+    assert big.images.shape == (6, 3, 80, 80)
     for boxes in big.boxes:
-        assert torch.all(boxes[:, :2] >= 0) and torch.all(boxes[:, 2:] <= 96)
+        assert torch.all(boxes[:, :2] >= 0) and torch.all(boxes[:, 2:] <= 80)
         assert torch.all(boxes[:, 2:] > boxes[:, :2])
 
 
@@ -315,4 +315,29 @@ def test_show_detections_and_show_masks_draw_one_panel_per_image(scenes):
     assert len([ax for ax in fig.axes if ax.images]) == 4
     with pytest.raises(ValueError, match="boxes"):
         show_detections(scenes.images[:2], scenes.boxes[:1])
+    plt.close("all")
+
+
+def test_worker_processes_draw_the_same_scenes():
+    one = sc.make_scenes(300, 16, seed=8)
+    two = sc.make_scenes(300, 16, seed=8, workers=2)
+    assert torch.equal(one.images, two.images) and torch.equal(one.semantic_masks, two.semantic_masks)
+    assert all(torch.equal(a, b) for a, b in zip(one.boxes, two.boxes))
+
+
+def test_picture_helpers_put_the_title_above_the_grid(scenes):
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import show_detections, show_labelled_images, show_masks
+
+    figures = [
+        show_labelled_images(scenes.images[:2], scenes.labels[0][:1].repeat(2), title="grid"),
+        show_detections(scenes.images[:2], scenes.boxes[:2], scenes.labels[:2], title="grid"),
+        show_masks(scenes.images[:2], scenes.semantic_masks[:2], 11, predictions=scenes.semantic_masks[:2], title="grid"),
+    ]
+    for fig in figures:
+        assert fig._suptitle is not None and fig._suptitle.get_text() == "grid"
+        fig.canvas.draw()
+        title_bottom = fig._suptitle.get_window_extent().y0
+        assert all(ax.get_window_extent().y1 <= title_bottom + 1 for ax in fig.axes if ax.images)
     plt.close("all")

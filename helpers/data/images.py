@@ -44,13 +44,12 @@ def data_dir() -> Path:
 
 
 def cache_path(kind: str, params: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
-    """Where a generated data set with these parameters (seed included) is cached.
-
-    The file name holds a hash of the parameters, so a change to any of them is a new file.
+    """Where a generated data set with these parameters (seed included) is cached:
+    `<cache_dir or data/>/<kind>/<hash of the parameters>.pt`, so any change is a new file.
     """
     key = json.dumps(params, sort_keys=True, default=str)
     digest = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:16]
-    root = Path(cache_dir) if cache_dir is not None else data_dir() / "cache"
+    root = Path(cache_dir) if cache_dir is not None else data_dir()
     return root / kind / f"{digest}.pt"
 
 
@@ -58,7 +57,7 @@ def cached(kind: str, params: dict[str, Any], make: Callable[[], dict[str, torch
            cache: bool | str | Path) -> dict[str, torch.Tensor]:
     """`make()` once per parameter set: loaded from the cache when present, else made and saved.
 
-    `cache`: False (no cache), True (under `data_dir()/cache`) or a folder.
+    `cache`: False (no cache), True (under `data_dir()`, i.e. data/<kind>/) or a folder.
     """
     if cache is False or cache is None:
         return make()
@@ -292,12 +291,17 @@ def handwritten_bank() -> tuple[torch.Tensor, torch.Tensor]:
 HANDWRITTEN_FILL = 8 / 12
 
 
-def _bank_levels(kind: str, max_side: float) -> dict[int, torch.Tensor]:
-    return _bank_levels_cached(kind, _bank_sizes(max_side))
+def _bank_levels(kind: str, max_side: float, device: torch.device | str = "cpu") -> dict[int, torch.Tensor]:
+    """The glyph or shape bank's mip levels up to max_side, cached per device."""
+    return _bank_levels_cached(kind, _bank_sizes(max_side), str(torch.device(device)))
 
 
-@lru_cache(maxsize=8)
-def _bank_levels_cached(kind: str, sizes: tuple[int, ...]) -> dict[int, torch.Tensor]:
+@lru_cache(maxsize=16)
+def _bank_levels_cached(kind: str, sizes: tuple[int, ...], device: str) -> dict[int, torch.Tensor]:
+    if device != "cpu":
+        return {k: v.to(device) for k, v in _bank_levels_cached(kind, sizes, "cpu").items()}
+    if kind == "handwritten":
+        return {12: handwritten_bank()[0]}
     top = glyph_bank(sizes[-1])[0] if kind == "glyph" else shape_bank(sizes[-1])[0]
     return _mip(top, sizes)
 
@@ -503,7 +507,7 @@ def printed_digits(
     is shrunk to `lowres_size` pixels and scaled back up, like upscaled 8x8 handwritten digits.
 
     Returns images uint8 (N, 3, image_size, image_size) and labels int64 (N,) in 0..9, on `device`.
-    `cache` (False, True or a folder) stores the result under data/cache keyed by every argument.
+    `cache` (False, True or a folder) stores the result under data/printed_digits/ keyed by every argument.
     """
     num_images = _check_int("num_images", num_images, 0)
     image_size = _check_int("image_size", image_size, 8, 1024)
@@ -543,7 +547,7 @@ def printed_digits(
 def _printed_chunk(n, s, gen, digit_size, rotation, stretch, offset, photo_fraction, contrast,
                    lowres_fraction, lowres_size, noise, device):
     alpha_bank, bank_labels, _ = glyph_bank(_bank_sizes(s * digit_size[1] / GLYPH_FILL)[-1])
-    levels = _bank_levels("glyph", s * digit_size[1] / GLYPH_FILL)
+    levels = _bank_levels("glyph", s * digit_size[1] / GLYPH_FILL, device)
     per_class = alpha_bank.shape[0] // 10
     labels = torch.randint(10, (n,), generator=gen)
     # bank rows are ordered (font, stroke, digit): pick any variant of the wanted digit

@@ -169,6 +169,7 @@ def make_scenes(
     stream: int = 0,
     device: str | torch.device = "cpu",
     cache: bool | str | Path = False,
+    workers: int = 1,
 ) -> Scenes:
     """Generate `num_scenes` scenes, deterministic per (seed, stream) and every other argument.
 
@@ -183,7 +184,8 @@ def make_scenes(
     set of scenes for the same seed (the streaming dataset uses one per epoch). `device`: where
     the pixels are computed (the random draws are always on the CPU, so every device gives the
     same scenes up to float rounding). `cache` (False, True or a folder) stores the result under
-    data/cache keyed by every argument.
+    data/scenes/ keyed by every argument. `workers` > 1 draws chunks of 256 scenes in that many
+    processes (one thread each; CPU only): the same scenes, faster on several cores.
 
     Easier variants: fewer/larger objects (`max_objects=3, object_size=(0.25, 0.5)`),
     `distractors=(0, 0)`, `rotation=0`, `handwritten_fraction=0`; harder: the reverse.
@@ -191,6 +193,7 @@ def make_scenes(
     num_scenes = _check_int("num_scenes", num_scenes, 0)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
     stream = _check_int("stream", stream, 0)
+    workers = _check_int("workers", workers, 1, 256)
     cfg = _scene_config(image_size=image_size, min_objects=min_objects, max_objects=max_objects,
                         object_size=object_size, handwritten_fraction=handwritten_fraction,
                         distractors=distractors, distractor_size=distractor_size, rotation=rotation,
@@ -201,7 +204,7 @@ def make_scenes(
                   fonts=[Path(p).name for p in _font_paths()], version=1)
 
     def make() -> dict[str, torch.Tensor]:
-        return _generate(num_scenes, seed, stream, cfg, dev)
+        return _generate(num_scenes, seed, stream, cfg, dev, workers=workers)
 
     t = cached("scenes", params, make, cache)
     return _from_padded(t["images"], t["boxes"], t["labels"], t["semantic"], t["ids"]).to(dev)
@@ -235,14 +238,34 @@ def _scene_config(image_size, min_objects, max_objects, object_size, handwritten
     )
 
 
+def _one_chunk(args: tuple) -> dict[str, torch.Tensor]:
+    n, seed, stream, c, cfg, device = args
+    return {k: v.cpu() for k, v in _scene_chunk(n, chunk_generator(seed, stream, c), cfg, device).items()}
+
+
+def _pool_chunk(args: tuple) -> dict[str, torch.Tensor]:
+    torch.set_num_threads(1)  # one process per core: threads would only compete
+    return _one_chunk(args)
+
+
 def _generate(num_scenes: int, seed: int, stream: int, cfg: dict[str, Any], device: torch.device,
-              chunks: range | None = None) -> dict[str, torch.Tensor]:
+              chunks: range | None = None, workers: int = 1) -> dict[str, torch.Tensor]:
     """Padded tensors of the scenes in the given chunks (all by default), on the CPU."""
     s = cfg["image_size"]
     starts = list(range(0, num_scenes, CHUNK))
     chosen = range(len(starts)) if chunks is None else chunks
-    parts = [_scene_chunk(min(CHUNK, num_scenes - starts[c]), chunk_generator(seed, stream, c), cfg, device)
-             for c in chosen]
+    jobs = [(min(CHUNK, num_scenes - starts[c]), seed, stream, c, cfg, device) for c in chosen]
+    if workers > 1 and len(jobs) > 1 and device.type == "cpu":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # build the glyph banks once here, so that forked workers inherit them
+        _draw_scenes(1, torch.Generator().manual_seed(0), cfg, device)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context(method)) as pool:
+            parts = list(pool.map(_pool_chunk, jobs))
+    else:
+        parts = [_one_chunk(job) for job in jobs]
     if not parts:
         return {"images": torch.zeros(0, 3, s, s, dtype=torch.uint8), "boxes": torch.zeros(0, 1, 4),
                 "labels": torch.zeros(0, 1, dtype=torch.int64), "semantic": torch.zeros(0, s, s, dtype=torch.uint8),
@@ -318,7 +341,7 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     glyph_alpha, glyph_labels, _ = glyph_bank(_bank_sizes(s * cfg["object_size"][1] / GLYPH_FILL)[-1])
     per_class = glyph_alpha.shape[0] // 10
     glyph_index = torch.randint(per_class, (n, layers), generator=gen) * 10 + labels
-    hand_alpha, hand_labels = handwritten_bank()
+    hand_labels = handwritten_bank()[1]
     hand_index = _hand_index_for(labels, torch.rand(n, layers, generator=gen), hand_labels)
     shape_index = torch.randint(shape_bank(16)[0].shape[0], (n, layers), generator=gen)
     colour_gen_state = torch.randint(2**62, (1,), generator=gen).item()
@@ -338,9 +361,9 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     alpha = torch.zeros(layers * n, s * s, device=device)
     flat = lambda t: t.transpose(0, 1).reshape(layers * n, *t.shape[2:])  # noqa: E731
     kinds = [
-        (is_obj & ~handwritten, _bank_levels("glyph", s * cfg["object_size"][1] / GLYPH_FILL), glyph_index, GLYPH_FILL),
-        (is_obj & handwritten, {12: hand_alpha}, hand_index, HANDWRITTEN_FILL),
-        (active & ~is_obj, _bank_levels("shape", s * cfg["distractor_size"][1] / GLYPH_FILL), shape_index, GLYPH_FILL),
+        (is_obj & ~handwritten, _bank_levels("glyph", s * cfg["object_size"][1] / GLYPH_FILL, device), glyph_index, GLYPH_FILL),
+        (is_obj & handwritten, _bank_levels("handwritten", 12, device), hand_index, HANDWRITTEN_FILL),
+        (active & ~is_obj, _bank_levels("shape", s * cfg["distractor_size"][1] / GLYPH_FILL, device), shape_index, GLYPH_FILL),
     ]
     for chosen, levels, index, fill in kinds:
         rows = flat(chosen).nonzero().flatten()
