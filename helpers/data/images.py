@@ -339,12 +339,16 @@ def warp_glyphs(
 
 def warp_into(out: torch.Tensor, out_rows: torch.Tensor, levels: dict[int, torch.Tensor], index: torch.Tensor,
               center: torch.Tensor, height: torch.Tensor, angle: torch.Tensor, stretch: torch.Tensor,
-              image_size: int, fill: float = GLYPH_FILL) -> None:
-    """warp_glyphs, adding glyph m into row out_rows[m] of `out` (R, image_size**2) in place."""
+              image_size: int, fill: float = GLYPH_FILL) -> torch.Tensor:
+    """warp_glyphs, adding glyph m into row out_rows[m] of `out` (R, image_size**2) in place.
+
+    Returns int64 (M,): each glyph's pixels on the canvas with coverage > 0.5.
+    """
     device = center.device
     m, s = index.shape[0], image_size
+    solid = torch.zeros(m, dtype=torch.long, device=device)
     if m == 0:
-        return
+        return solid
     cell_px = height / fill  # (M,) side of the glyph's cell on the canvas
     scale = 2.0 / cell_px  # canvas pixels -> the cell's normalised [-1, 1] coordinates
     cos, sin = torch.cos(angle), torch.sin(angle)
@@ -374,7 +378,10 @@ def warp_into(out: torch.Tensor, out_rows: torch.Tensor, levels: dict[int, torch
         ys = origin[rows, 1, None].long() + torch.arange(win, device=device)
         inside = ((ys >= 0) & (ys < s))[:, :, None] & ((xs >= 0) & (xs < s))[:, None, :]
         where = out_rows[rows, None, None] * (s * s) + ys.clamp(0, s - 1)[:, :, None] * s + xs.clamp(0, s - 1)[:, None, :]
-        target.index_add_(0, where.flatten(), (patch * inside).flatten())
+        patch = patch * inside
+        target.index_add_(0, where.flatten(), patch.flatten())
+        solid[rows] = (patch > 0.5).flatten(1).sum(1)
+    return solid
 
 
 def backgrounds(

@@ -338,7 +338,7 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     center = height[..., None] / 2 + where * (s - height[..., None])
     z = torch.rand(n, layers, generator=gen)
 
-    glyph_alpha, glyph_labels, _ = glyph_bank(_bank_sizes(s * cfg["object_size"][1] / GLYPH_FILL)[-1])
+    glyph_alpha = glyph_bank(_bank_sizes(s * cfg["object_size"][1] / GLYPH_FILL)[-1])[0]
     per_class = glyph_alpha.shape[0] // 10
     glyph_index = torch.randint(per_class, (n, layers), generator=gen) * 10 + labels
     hand_labels = handwritten_bank()[1]
@@ -359,6 +359,7 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     # ---- coverage of every active layer on the canvas; layer-major (layers, n, ...) so that
     # each layer is one contiguous block
     alpha = torch.zeros(layers * n, s * s, device=device)
+    own = torch.zeros(layers * n, dtype=torch.long, device=device)  # pixels with coverage > 0.5
     flat = lambda t: t.transpose(0, 1).reshape(layers * n, *t.shape[2:])  # noqa: E731
     kinds = [
         (is_obj & ~handwritten, _bank_levels("glyph", s * cfg["object_size"][1] / GLYPH_FILL, device), glyph_index, GLYPH_FILL),
@@ -368,14 +369,14 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     for chosen, levels, index, fill in kinds:
         rows = flat(chosen).nonzero().flatten()
         if rows.numel():
-            warp_into(alpha, rows.to(device), levels, flat(index)[rows].to(device), flat(center)[rows].to(device),
+            own[rows.to(device)] = warp_into(alpha, rows.to(device), levels, flat(index)[rows].to(device), flat(center)[rows].to(device),
                       flat(height)[rows].to(device), flat(angle)[rows].to(device), flat(stretch)[rows].to(device), s, fill)
     alpha = alpha.view(layers, n, s * s)
 
     # ---- visibility: a pixel belongs to the top layer covering it (> 0.5)
     obj_dev = is_obj.to(device)
     solid = alpha > 0.5
-    own = torch.count_nonzero(solid, dim=2).T  # (n, layers)
+    own = own.view(layers, n).T  # (n, layers)
     top = _top_layer(solid)  # (n, s*s) layer + 1 of the visible layer, 0 = none
     shown = _layer_counts(top, layers)
     keep = obj_dev & (own > 0) & (shown >= cfg["min_visible"] * own) & (shown > 0)
@@ -389,11 +390,12 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
     img = backgrounds(n, s, gen, cfg["photo_fraction"], device=device).view(n, 3, s * s)
     grain = torch.randn(n, 1, s, s, generator=gen).to(device)
     colour_gen = torch.Generator().manual_seed(int(colour_gen_state))
+    # mean background colour under each layer, (n, layers, 3): one pass for all layers
+    weights = alpha.permute(1, 2, 0)  # (n, s*s, layers)
+    under = torch.bmm(img, weights).transpose(1, 2) / weights.sum(1).clamp(min=1e-6)[..., None]
+    colours = contrasting_colours(under.reshape(-1, 3), colour_gen, cfg["contrast"]).view(n, layers, 3)
     for layer in range(layers):
-        a = alpha[layer, :, :, None]  # (n, s*s, 1)
-        under = torch.bmm(img, a)[..., 0] / a.sum(1).clamp(min=1e-6)  # (n, 3) mean colour below
-        colour = contrasting_colours(under, colour_gen, cfg["contrast"])
-        img.lerp_(colour[:, :, None], alpha[layer, :, None, :])
+        img.lerp_(colours[:, layer, :, None], alpha[layer, :, None, :])
     img = img.view(n, 3, s, s).add_(grain, alpha=cfg["noise"]).clamp_(0, 1)
     images = img.mul_(255).round_().to(torch.uint8)
 
@@ -436,8 +438,8 @@ def _draw_scenes(n: int, gen: torch.Generator, cfg: dict[str, Any], device: torc
 def _top_layer(solid: torch.Tensor) -> torch.Tensor:
     """solid (layers, n, P) bool -> int64 (n, P): index + 1 of the top solid layer, 0 where none."""
     top = torch.zeros(solid.shape[1:], dtype=torch.uint8, device=solid.device)
-    for layer in range(solid.shape[0]):  # later layers overwrite: they are drawn above
-        top.masked_fill_(solid[layer], layer + 1)
+    for layer in range(solid.shape[0]):  # later layers have larger numbers: they are drawn above
+        torch.maximum(top, solid[layer].to(torch.uint8) * (layer + 1), out=top)
     return top.long()
 
 
