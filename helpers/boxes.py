@@ -435,23 +435,35 @@ def multibox_loss(
 # ----------------------------------------------------------------------------------------------
 # Non-maximum suppression
 # ----------------------------------------------------------------------------------------------
-def _nms_sorted(boxes: torch.Tensor, iou_threshold: float, block: int) -> torch.Tensor:
-    """Greedy NMS of boxes already sorted by decreasing score -> keep mask (N,).
+def _nms_sorted(boxes: torch.Tensor, categories: torch.Tensor | None, iou_threshold: float, block: int) -> torch.Tensor:
+    """Greedy NMS of boxes sorted by category, then by decreasing score -> keep mask (N,).
 
-    Blocks of `block` boxes are resolved in order: first suppressed by the boxes kept in earlier
-    blocks, then among themselves by a fixed-point iteration on the block's suppression matrix
-    ("Cluster-NMS", Zheng et al. 2020) that ends on exactly the sequential greedy answer.
+    Blocks of `block` boxes are resolved in order: first suppressed by the boxes of the same
+    category kept in earlier blocks, then among themselves by a fixed-point iteration on the
+    block's suppression matrix ("Cluster-NMS", Zheng et al. 2020) that ends on exactly the
+    sequential greedy answer. `categories` None: one category.
     """
     n = boxes.shape[0]
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     kept = boxes[:0]
+    kept_categories = None if categories is None else categories[:0]
     for start in range(0, n, block):
         chunk = boxes[start : start + block]
         alive = torch.ones(chunk.shape[0], dtype=torch.bool, device=boxes.device)
-        if kept.shape[0]:
-            alive &= ~(_iou(chunk, kept) > iou_threshold).any(dim=1)
+        earlier = kept
+        if categories is not None:
+            chunk_categories = categories[start : start + block]
+            # Sorted by category: only the first category of this block can have earlier boxes.
+            earlier = kept[kept_categories == chunk_categories[0]]
+        if earlier.shape[0]:
+            hit = (_iou(chunk, earlier) > iou_threshold).any(dim=1)
+            if categories is not None:
+                hit &= chunk_categories == chunk_categories[0]
+            alive &= ~hit
         # suppresses[j, i]: box j (earlier, higher score) would suppress box i.
         suppresses = (_iou(chunk, chunk) > iou_threshold).triu_(diagonal=1) & alive[:, None]
+        if categories is not None:
+            suppresses &= chunk_categories[:, None] == chunk_categories[None, :]
         suppresses_f = suppresses.to(boxes.dtype)
         state = alive
         # keep[i] = alive[i] and no kept j < i suppresses i. Each pass fixes at least one more
@@ -463,6 +475,8 @@ def _nms_sorted(boxes: torch.Tensor, iou_threshold: float, block: int) -> torch.
             state = new_state
         keep[start : start + block] = state
         kept = torch.cat((kept, chunk[state]))
+        if categories is not None:
+            kept_categories = torch.cat((kept_categories, chunk_categories[state]))
     return keep
 
 
@@ -478,7 +492,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = scores.argsort(descending=True, stable=True)
-    keep = _nms_sorted(boxes[order], iou_threshold, _NMS_BLOCK)
+    keep = _nms_sorted(boxes[order], None, iou_threshold, _NMS_BLOCK)
     return order[keep]
 
 
@@ -493,10 +507,14 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     iou_threshold = _check_threshold("iou_threshold", iou_threshold)
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    # Shift each category to its own region of the plane, so boxes of different ones never overlap.
-    span = (boxes.max() - boxes.min()).item() + 1.0
-    shifted = boxes - boxes.min() + (idxs.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    by_score = scores.argsort(descending=True, stable=True)
+    rank = torch.empty_like(by_score)
+    rank[by_score] = torch.arange(by_score.numel(), device=by_score.device)
+    # Category by category (stable, so scores stay in decreasing order within each).
+    order = by_score[idxs[by_score].argsort(stable=True)]
+    keep = _nms_sorted(boxes[order], idxs[order], iou_threshold, _NMS_BLOCK)
+    kept = order[keep]
+    return kept[rank[kept].argsort()]
 
 
 # ----------------------------------------------------------------------------------------------

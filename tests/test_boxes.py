@@ -323,6 +323,16 @@ def test_batched_nms_keeps_the_same_boxes_as_torchvision(seed, n):
     assert torch.equal(B.batched_nms(boxes, scores, idxs, 0.5), tv.batched_nms(boxes, scores, idxs, 0.5))
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batched_nms_across_blocks_and_many_categories_equals_torchvision(seed, monkeypatch):
+    monkeypatch.setattr(B, "_NMS_BLOCK", 50)  # categories straddle block boundaries
+    g = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(1500, g, size=60.0)
+    scores = torch.rand(1500, generator=g)
+    idxs = torch.randint(0, 40, (1500,), generator=g)
+    assert torch.equal(B.batched_nms(boxes, scores, idxs, 0.4), tv.batched_nms(boxes, scores, idxs, 0.4))
+
+
 def test_batched_nms_never_suppresses_across_classes():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 2)
     assert B.batched_nms(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), 0.5).tolist() == [0, 1]
