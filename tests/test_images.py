@@ -235,3 +235,11 @@ def test_cache_path_depends_on_every_parameter(tmp_path):
     b = im.cache_path("x", {"size": 32, "seed": 0}, tmp_path)
     c = im.cache_path("x", {"seed": 1, "size": 32}, tmp_path)
     assert a == b and a != c and a.parent == tmp_path / "x"
+
+
+def test_cache_keys_include_the_generator_source(tmp_path, monkeypatch):
+    """A cache written by other generator code is never served: the key holds a hash of the source."""
+    im.printed_digits(4, 16, seed=0, cache=tmp_path)
+    monkeypatch.setattr(im, "generator_digest", lambda: "other-code")
+    im.printed_digits(4, 16, seed=0, cache=tmp_path)
+    assert len(list(tmp_path.rglob("*.pt"))) == 2

@@ -43,6 +43,15 @@ def data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
 
 
+@lru_cache(maxsize=1)
+def generator_digest() -> str:
+    """A hash of the generators' source (this module and scenes.py): part of every cache key, so a
+    cache made by other code is never served."""
+    here = Path(__file__).resolve().parent
+    text = b"".join((here / name).read_bytes() for name in ("images.py", "scenes.py"))
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
 def cache_path(kind: str, params: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
     """Where a generated data set with these parameters (seed included) is cached:
     `<cache_dir or data/>/<kind>/<hash of the parameters>.pt`, so any change is a new file.
@@ -532,7 +541,7 @@ def printed_digits(
     params = dict(num_images=num_images, image_size=image_size, seed=seed, digit_size=(lo, hi),
                   rotation=rotation, stretch=stretch, offset=offset, photo_fraction=photo_fraction,
                   contrast=contrast, lowres_fraction=lowres_fraction, lowres_size=lowres_size,
-                  noise=noise, fonts=[Path(p).name for p in _font_paths()], version=1)
+                  noise=noise, fonts=[Path(p).name for p in _font_paths()], code=generator_digest())
 
     def make() -> dict[str, torch.Tensor]:
         images, labels = [], []

@@ -47,6 +47,7 @@ from helpers.data.images import (
     cached,
     chunk_generator,
     contrasting_colours,
+    generator_digest,
     glyph_bank,
     handwritten_bank,
     shape_bank,
@@ -201,7 +202,7 @@ def make_scenes(
                         ignore_band=ignore_band, noise=noise)
     dev = torch.device(device)
     params = dict(cfg, num_scenes=num_scenes, seed=seed, stream=stream,
-                  fonts=[Path(p).name for p in _font_paths()], version=1)
+                  fonts=[Path(p).name for p in _font_paths()], code=generator_digest())
 
     def make() -> dict[str, torch.Tensor]:
         return _generate(num_scenes, seed, stream, cfg, dev, workers=workers)
