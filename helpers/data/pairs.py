@@ -89,10 +89,10 @@ def make_ratings(
     n_genres: int = 8,
     latent_dim: int = 1,
     item_spread: float = 0.15,
-    taste_scale: float = 0.7,
+    taste_scale: float = 0.85,
     item_bias_scale: float = 0.2,
     user_bias_scale: float = 0.2,
-    noise: float = 1.0,
+    noise: float = 1.2,
     min_ratings_per_user: int = 20,
     global_mean: float = 3.55,
     seed: int = 0,
@@ -135,8 +135,10 @@ def make_ratings(
     item_genre = rng.integers(0, n_genres, size=n_items)  # (n_items,)
     # Genres are unit directions in a small taste space; items scatter around their genre's.
     if latent_dim == 1:
-        # Genres sit at evenly spaced points of one taste axis, in an order drawn from the seed.
-        centres = np.linspace(-1.0, 1.0, n_genres)[rng.permutation(n_genres)][:, None]
+        # Genres sit on one taste axis, half on each side and none near the middle (every genre is
+        # loved by one kind of viewer and disliked by the other), in an order drawn from the seed.
+        side = np.where(np.arange(n_genres) % 2 == 0, 1.0, -1.0)
+        centres = (side * np.linspace(0.6, 1.0, n_genres))[rng.permutation(n_genres)][:, None]
     elif latent_dim == 2:
         # Evenly spaced on the circle: opposite genres appeal to opposite tastes.
         angle = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(n_genres) / n_genres
