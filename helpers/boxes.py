@@ -435,48 +435,42 @@ def multibox_loss(
 # ----------------------------------------------------------------------------------------------
 # Non-maximum suppression
 # ----------------------------------------------------------------------------------------------
-def _nms_sorted(boxes: torch.Tensor, categories: torch.Tensor | None, iou_threshold: float, block: int) -> torch.Tensor:
-    """Greedy NMS of boxes sorted by category, then by decreasing score -> keep mask (N,).
+def _fixed_point(valid: torch.Tensor, suppresses: torch.Tensor) -> torch.Tensor:
+    """keep (..., L) with keep[i] = valid[i] and no kept j < i suppresses i, for a batch of
+    strictly upper-triangular suppression matrices (..., L, L) ("Cluster-NMS", Zheng et al. 2020).
 
-    Blocks of `block` boxes are resolved in order: first suppressed by the boxes of the same
-    category kept in earlier blocks, then among themselves by a fixed-point iteration on the
-    block's suppression matrix ("Cluster-NMS", Zheng et al. 2020) that ends on exactly the
-    sequential greedy answer. `categories` None: one category.
+    Jacobi iteration from keep = valid: each pass fixes at least one more box in dependency order
+    and the fixed point is unique, so it ends on exactly the sequential greedy answer.
+    """
+    weights = suppresses.to(torch.float32)
+    state = valid
+    for _ in range(valid.shape[-1] + 1):
+        new_state = valid & ~((state.to(torch.float32).unsqueeze(-2) @ weights).squeeze(-2) > 0)
+        if torch.equal(new_state, state):
+            break
+        state = new_state
+    return state
+
+
+def _nms_sorted(boxes: torch.Tensor, iou_threshold: float, block: int) -> torch.Tensor:
+    """Greedy NMS of boxes sorted by decreasing score -> keep mask (N,).
+
+    Blocks of `block` boxes are resolved in order: first suppressed by the boxes kept in earlier
+    blocks, then among themselves by `_fixed_point` on the block's suppression matrix.
     """
     n = boxes.shape[0]
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     kept = boxes[:0]
-    kept_categories = None if categories is None else categories[:0]
     for start in range(0, n, block):
         chunk = boxes[start : start + block]
         alive = torch.ones(chunk.shape[0], dtype=torch.bool, device=boxes.device)
-        earlier = kept
-        if categories is not None:
-            chunk_categories = categories[start : start + block]
-            # Sorted by category: only the first category of this block can have earlier boxes.
-            earlier = kept[kept_categories == chunk_categories[0]]
-        if earlier.shape[0]:
-            hit = (_iou(chunk, earlier) > iou_threshold).any(dim=1)
-            if categories is not None:
-                hit &= chunk_categories == chunk_categories[0]
-            alive &= ~hit
+        if kept.shape[0]:
+            alive &= ~(_iou(chunk, kept) > iou_threshold).any(dim=1)
         # suppresses[j, i]: box j (earlier, higher score) would suppress box i.
-        suppresses = (_iou(chunk, chunk) > iou_threshold).triu_(diagonal=1) & alive[:, None]
-        if categories is not None:
-            suppresses &= chunk_categories[:, None] == chunk_categories[None, :]
-        suppresses_f = suppresses.to(boxes.dtype)
-        state = alive
-        # keep[i] = alive[i] and no kept j < i suppresses i. Each pass fixes at least one more
-        # box in dependency order, and the fixed point is unique, so this is greedy NMS exactly.
-        for _ in range(chunk.shape[0] + 1):
-            new_state = alive & ~((state.to(boxes.dtype) @ suppresses_f) > 0)
-            if torch.equal(new_state, state):
-                break
-            state = new_state
+        suppresses = (_iou(chunk, chunk) > iou_threshold).triu_(diagonal=1)
+        state = _fixed_point(alive, suppresses & alive[:, None])
         keep[start : start + block] = state
         kept = torch.cat((kept, chunk[state]))
-        if categories is not None:
-            kept_categories = torch.cat((kept_categories, chunk_categories[state]))
     return keep
 
 
@@ -492,27 +486,54 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = scores.argsort(descending=True, stable=True)
-    keep = _nms_sorted(boxes[order], None, iou_threshold, _NMS_BLOCK)
+    keep = _nms_sorted(boxes[order], iou_threshold, _NMS_BLOCK)
     return order[keep]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each category: boxes of different `idxs` (N,) (class or image ids) never
-    suppress each other. Returns kept indices (K,) by decreasing score, like torchvision's."""
+    suppress each other. Returns kept indices (K,) by decreasing score, like torchvision's.
+
+    Categories are resolved side by side: small ones padded into a batch of suppression matrices
+    (bucketed by size), large ones block by block as in `nms`.
+    """
     boxes = _check_boxes("boxes", boxes)
     scores = _check_scores("scores", scores, boxes.shape[0])
     idxs = _check_tensor("idxs", idxs)
     if idxs.shape != (boxes.shape[0],) or idxs.is_floating_point():
         raise ValueError(f"idxs: expected an integer tensor of shape ({boxes.shape[0]},), got {idxs.dtype} {tuple(idxs.shape)}")
     iou_threshold = _check_threshold("iou_threshold", iou_threshold)
-    if boxes.shape[0] == 0:
+    n = boxes.shape[0]
+    if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    device = boxes.device
     by_score = scores.argsort(descending=True, stable=True)
     rank = torch.empty_like(by_score)
-    rank[by_score] = torch.arange(by_score.numel(), device=by_score.device)
+    rank[by_score] = torch.arange(n, device=device)
     # Category by category (stable, so scores stay in decreasing order within each).
     order = by_score[idxs[by_score].argsort(stable=True)]
-    keep = _nms_sorted(boxes[order], idxs[order], iou_threshold, _NMS_BLOCK)
+    ordered = boxes[order]
+    _, counts = torch.unique_consecutive(idxs[order], return_counts=True)
+    starts = counts.cumsum(0) - counts
+    keep = torch.zeros(n, dtype=torch.bool, device=device)
+    counts_list, starts_list = counts.tolist(), starts.tolist()
+    # Padded length of each category: the next power of two (few distinct shapes to batch).
+    lengths = [max(8, 1 << (c - 1).bit_length()) for c in counts_list]
+    for g, (start, count) in enumerate(zip(starts_list, counts_list)):
+        if lengths[g] > _NMS_BLOCK:
+            keep[start : start + count] = _nms_sorted(ordered[start : start + count], iou_threshold, _NMS_BLOCK)
+    for length in sorted({ln for ln in lengths if ln <= _NMS_BLOCK}):
+        groups = torch.tensor([g for g, ln in enumerate(lengths) if ln == length], device=device)
+        per_batch = max(1, (1 << 22) // (length * length))  # bounds the (G, L, L) matrices' memory
+        positions = torch.arange(length, device=device)
+        for first in range(0, groups.numel(), per_batch):
+            chosen = groups[first : first + per_batch]
+            valid = positions[None, :] < counts[chosen, None]  # (G, L)
+            index = (starts[chosen, None] + positions[None, :]).clamp(max=n - 1)  # (G, L)
+            padded = ordered[index]  # (G, L, 4)
+            suppresses = (_iou(padded, padded) > iou_threshold).triu_(diagonal=1) & valid[:, :, None]
+            state = _fixed_point(valid, suppresses)
+            keep[index[valid]] = state[valid]
     kept = order[keep]
     return kept[rank[kept].argsort()]
 
