@@ -551,16 +551,21 @@ def topic_diversity(top_words: Any) -> float:
     return float(np.unique(top).size / top.size)
 
 
-def topic_uniqueness(top_words: Any) -> float:
+def topic_uniqueness(top_words: Any, per_topic: bool = False) -> float | np.ndarray:
     """Topic uniqueness TU (Nan et al. 2019, reported by SageMaker's NTM): with cnt(w) the number
-    of topics whose top words include w, TU = mean over topics k of mean_{w in top_k} 1 / cnt(w).
-    (K, T) -> float in [1/K, 1]."""
+    of topics whose top words include w, TU(k) = mean_{w in top_k} 1 / cnt(w), and TU = mean_k TU(k).
+
+    (K, T) -> float in [1/K, 1], or the (K,) values TU(k) with `per_topic` (low: a duplicated
+    topic). Averaged over all topics, TU equals `topic_diversity` of the same top words: each
+    distinct word w adds cnt(w) * 1/cnt(w) = 1 to the sum.
+    """
     top = _as_top_words(top_words)
     if any(np.unique(row).size != row.size for row in top):
         raise ValueError("top_words: a topic lists the same word twice")
     words, counts = np.unique(top, return_counts=True)
     cnt = counts[np.searchsorted(words, top)]  # (K, T)
-    return float((1.0 / cnt).mean())
+    per = (1.0 / cnt).mean(axis=1)
+    return per if per_topic else float(per.mean())
 
 
 class Recovery(NamedTuple):

@@ -394,8 +394,17 @@ def test_topic_uniqueness_hand_computed():
     assert T.topic_uniqueness([[0, 1], [1, 2]]) == pytest.approx(0.75)
     assert T.topic_uniqueness([[0, 1], [2, 3]]) == 1.0
     assert T.topic_uniqueness([[0, 1], [0, 1], [0, 1]]) == pytest.approx(1 / 3)
+    np.testing.assert_allclose(T.topic_uniqueness([[0, 1], [1, 2], [3, 4]], per_topic=True), [0.75, 0.75, 1.0])
     with pytest.raises(ValueError, match="same word twice"):
         T.topic_uniqueness([[0, 0], [1, 2]])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_mean_topic_uniqueness_equals_topic_diversity(seed):
+    rng = np.random.default_rng(seed)
+    top = np.stack([rng.choice(15, size=5, replace=False) for _ in range(6)])  # overlapping topics
+    assert T.topic_uniqueness(top) == pytest.approx(T.topic_diversity(top))
+    assert T.topic_uniqueness(top, per_topic=True).shape == (6,)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
