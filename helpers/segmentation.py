@@ -398,32 +398,56 @@ def make_head(
     num_classes: int,
     *,
     variant: str = "8s",
-    hidden: int = 256,
+    hidden: int | None = None,
     rates: Sequence[int] = (12, 24, 36),
     bins: Sequence[int] = (1, 2, 3, 6),
     strides: Sequence[int] = (8, 16, 32),
 ) -> nn.Module:
     """The decoder SageMaker's `algorithm` names: "fcn" -> FCNHead(variant), "psp" -> PSPHead,
-    "deeplab" -> ASPPHead. `in_channels`: the backbone's stage channels, finest first."""
+    "deeplab" -> ASPPHead. `in_channels`: the backbone's stage channels, finest first. `hidden`:
+    the head's width (default: 0 for FCN, the paper's plain 1x1 scores; 256 for PSP and DeepLab)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "fcn":
-        return FCNHead(in_channels, num_classes, variant, hidden=hidden, strides=strides)
+        return FCNHead(in_channels, num_classes, variant, hidden=hidden or 0, strides=strides)
+    hidden = 256 if hidden is None else hidden
     if algorithm == "psp":
         return PSPHead(in_channels, num_classes, bins=bins, hidden=hidden)
     return ASPPHead(in_channels, num_classes, rates=rates, hidden=hidden)
 
 
 class SegmentationNet(nn.Module):
-    """Backbone + head: `backbone(images)` returns its stage outputs (finest first), the head turns
-    them into logits at the input size. images (N, 3, H, W) -> logits (N, K, H, W)."""
+    """Backbone + head: images (N, C, H, W) -> logits (N, K, H, W).
+
+    backbone: a module with `features(images)` returning its stage outputs, finest first (e.g.
+              helpers.resnet.ResNetBackbone), or whose forward returns that list.
+    head:     `head(features, (H, W))` -> logits, e.g. from `make_head`.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images), images.shape[-2:])
+        extract = getattr(self.backbone, "features", None)
+        features = extract(images) if callable(extract) else self.backbone(images)
+        if isinstance(features, torch.Tensor):
+            features = [features]
+        return self.head(features, images.shape[-2:])
+
+
+def segmentation_net(algorithm: str, backbone: nn.Module, num_classes: int, **head_args) -> SegmentationNet:
+    """SageMaker's network for `algorithm` ("fcn" | "psp" | "deeplab") on `backbone`, a module with
+    `out_channels` and `strides` lists (one per stage, finest first) and `features(images)`, such as
+    helpers.resnet.ResNetBackbone. FCN uses the last three stages; PSP and DeepLab the last one.
+    `head_args` go to `make_head` (variant, hidden, rates, bins)."""
+    channels, strides = getattr(backbone, "out_channels", None), getattr(backbone, "strides", None)
+    if channels is None or strides is None:
+        raise TypeError(f"backbone: expected a module with `out_channels` and `strides` (e.g. helpers.resnet.ResNetBackbone), got {type(backbone).__name__}")
+    if algorithm == "fcn" and len(channels) < 3:
+        raise ValueError(f"backbone: FCN needs at least three stages for its skips, got {len(channels)}")
+    head = make_head(algorithm, list(channels)[-3:], num_classes, strides=list(strides)[-3:], **head_args)
+    return SegmentationNet(backbone, head)
 
 
 def dilate_stage(stage: nn.Module, dilation: int) -> nn.Module:

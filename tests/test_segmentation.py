@@ -540,3 +540,20 @@ def test_png_masks_round_trip_as_indexed_pngs_with_the_voc_palette():
         seg.encode_png_mask(torch.full((2, 2), 300))
     with pytest.raises(TypeError, match="data"):
         seg.decode_png_mask("not bytes")
+
+
+@pytest.mark.parametrize("algorithm", ["fcn", "psp", "deeplab"])
+@pytest.mark.parametrize("num_layers, size", [(20, 24), (18, 64)])
+def test_segmentation_net_puts_each_algorithm_on_our_resnet_backbones(algorithm, num_layers, size):
+    from helpers.resnet import resnet_backbone
+
+    torch.manual_seed(0)
+    body = resnet_backbone(num_layers, (3, size, size))  # CIFAR-style strides 1, 2, 4 or ImageNet-style 4 ... 32
+    net = seg.segmentation_net(algorithm, body, 5, hidden=8, rates=(1, 2)).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, size, size + 8)).shape == (2, 5, size, size + 8)
+
+
+def test_segmentation_net_needs_a_backbone_that_describes_its_stages():
+    with pytest.raises(TypeError, match="out_channels"):
+        seg.segmentation_net("fcn", TinyBackbone(), 3)
