@@ -363,9 +363,9 @@ def sagemaker_response(topic_weights: torch.Tensor | np.ndarray) -> dict[str, li
 
 
 def make_optimizer(name: str, params: Any, learning_rate: float = 0.001, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """SageMaker NTM's `optimizer` choices as torch optimizers. SageMaker's NTM runs on MXNet,
-    whose AdaDelta update has no learning rate (rho 0.9, epsilon 1e-5); we keep that, so
-    `learning_rate` does not apply to "adadelta"."""
+    """SageMaker NTM's `optimizer` choices as torch optimizers. AdaDelta in its original form
+    (Zeiler 2012) has no learning rate: "adadelta" is torch's Adadelta with lr=1.0, and
+    `learning_rate` does not apply to it."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
     if not learning_rate > 0:
@@ -373,7 +373,7 @@ def make_optimizer(name: str, params: Any, learning_rate: float = 0.001, weight_
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay: expected a number >= 0, got {weight_decay!r}")
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=1.0, rho=0.9, eps=1e-5, weight_decay=weight_decay)
+        return torch.optim.Adadelta(params, lr=1.0, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
     if name == "sgd":

@@ -241,7 +241,7 @@ def test_make_optimizer_maps_sagemakers_names():
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert isinstance(T.make_optimizer("adam", params, 0.01), torch.optim.Adam)
     adadelta = T.make_optimizer("adadelta", params, 0.01)
-    assert adadelta.param_groups[0]["lr"] == 1.0  # MXNet's AdaDelta has no learning rate
+    assert adadelta.param_groups[0]["lr"] == 1.0  # AdaDelta (Zeiler 2012) has no learning rate
     assert T.make_optimizer("sgd", params, 0.1, weight_decay=0.01).param_groups[0]["weight_decay"] == 0.01
     for name in ("rmsprop", "adagrad"):
         assert T.make_optimizer(name, params).param_groups[0]["lr"] == 0.001
