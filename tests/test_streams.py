@@ -146,11 +146,16 @@ def test_load_csv_reads_one_or_several_value_columns():
     assert both.values.shape == (12, 2) and both.values[-1].tolist() == [25.5, 1002.0]
     untimed = streams.load_csv(FIXTURES / "sensors.csv", "pressure", None)
     assert untimed.timestamps[3] - untimed.timestamps[0] == np.timedelta64(3, "s")
+    # "auto": NAB's "timestamp" column when there is one, else the row number
+    assert streams.load_csv(FIXTURES / "nyc_taxi.csv").timestamps[0] == np.datetime64("2014-07-01T00:00:00")
+    np.testing.assert_array_equal(streams.load_csv(FIXTURES / "sensors.csv", "pressure").timestamps, untimed.timestamps)
 
 
 def test_load_csv_explains_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match=r"no column 'value'; the columns are \['time', 'temperature'"):
         streams.load_csv(FIXTURES / "sensors.csv", "value", "time")
+    with pytest.raises(ValueError, match="no column 'stamp'"):
+        streams.load_csv(FIXTURES / "sensors.csv", "pressure", "stamp")
     with pytest.raises(ValueError, match="line 2"):
         streams.load_csv(FIXTURES / "sensors.csv", "status", "time")
     empty = tmp_path / "empty.csv"

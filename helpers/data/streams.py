@@ -260,16 +260,21 @@ def _read_table(path: Path, columns: Sequence[str], timestamp_column: str | None
 def load_csv(
     path: str | Path,
     value_column: str | Sequence[str] = "value",
-    timestamp_column: str | None = "timestamp",
+    timestamp_column: str | None = "auto",
 ) -> Stream:
     """Any CSV with a header: `value_column` (one name, or several for a multivariate series) and
-    an optional `timestamp_column` (None: the row number is the time). Unlabelled."""
+    an optional `timestamp_column` ("auto": a column named "timestamp" if there is one; None: the row
+    number is the time). Unlabelled."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"data_path: {str(path)!r} is not a file")
     columns = [value_column] if isinstance(value_column, str) else list(value_column)
     if not columns or not all(isinstance(c, str) and c for c in columns):
         raise ValueError(f"value_column: expected a column name or a list of names, got {value_column!r}")
+    if timestamp_column == "auto":
+        with path.open(newline="") as handle:
+            header = [h.strip() for h in next(csv.reader(handle), [])]
+        timestamp_column = "timestamp" if "timestamp" in header else None
     values, times = _read_table(path, columns, timestamp_column)
     if times is None:
         times = np.datetime64("1970-01-01T00:00:00") + np.arange(len(values)).astype("timedelta64[s]")
