@@ -9,7 +9,7 @@ Taught in notebooks/04_image_classification.ipynb. Two reuse points for the othe
   buffers), so callers never need to know how it was trained.
 - `pretrained_digit_backbone(num_layers, ...)`: the same backbone with the weights notebook 04 learns on
   printed digits, loaded from `data/cache/` (git-ignored), or trained on the spot when the cache is
-  missing (with a progress bar; about a minute on 2 CPU cores for the default `num_layers=20` on the
+  missing (with a progress bar; one to three minutes on 2 CPU cores for the default `num_layers=20` on the
   "cpu" profile), so notebooks 05 and 06 run on a fresh clone.
 
 Layer and parameter names follow torchvision's `ResNet` (`conv1`, `bn1`, `layer1.0.conv1`, ...,
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # SageMaker's num_layers for large images (ImageNet-style stem: 7x7 stride-2 convolution + max pool,
@@ -87,7 +88,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision: one tensor fewer per block
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -116,7 +118,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity
+        return self.relu(out)
 
 
 BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -491,3 +494,441 @@ def torchvision_backbone(
     network.load_state_dict(state)
     preset = chosen.transforms()
     return ResNetBackbone(network, preset.mean, preset.std)
+
+
+# --- augmentation: SageMaker's augmentation_type, per image, for a whole batch at once --------------
+# torchvision.transforms.v2 draws one set of random parameters per call, so random crops that differ
+# per image cost one call per image (0.2 ms for a crop, 1.7 ms with colour jitter on one CPU core:
+# more than a training step of a small ResNet on that image). These batched versions draw
+# parameters per image and run as a few tensor operations on whatever device holds the batch (the
+# GPU-resident pipeline of notebook 04); the tests check them against v2's functionals and colorsys.
+
+AUGMENTATION_TYPES = ("none", "crop", "crop_color", "crop_color_transform")
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images: expected a float tensor (N, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images: expected a float tensor (N, C, H, W) in [0, 1], got {images.dtype} of shape {tuple(images.shape)}")
+
+
+def shift_images(images: Tensor, offsets: Tensor, padding: int, mode: str = "constant") -> Tensor:
+    """Pad by `padding` pixels, then cut each image's window back out at its own offset.
+
+    images: (N, C, H, W) float; offsets: (N, 2) integer (dx, dy) in [0, 2 * padding] (padding,
+    padding is the unshifted image); mode: "constant" (zeros) or "reflect". Equals
+    `v2.RandomCrop(size=(H, W), padding=padding, padding_mode=mode)` with those crop corners.
+    """
+    _check_images(images)
+    if padding == 0:
+        return images
+    n, c, h, w = images.shape
+    padded = F.pad(images, (padding,) * 4, mode=mode)
+    offsets = offsets.to(images.device).long()
+    rows = offsets[:, 1, None] + torch.arange(h, device=images.device)  # (N, H)
+    cols = offsets[:, 0, None] + torch.arange(w, device=images.device)  # (N, W)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def affine_images(images: Tensor, matrices: Tensor) -> Tensor:
+    """Warp each image by its own 2x2 linear map about the image centre (bilinear, zeros outside).
+
+    images: (N, C, H, W) float; matrices: (N, 2, 2) acting on pixel offsets (x right, y down) from
+    the centre: output pixel p shows input pixel centre + A^-1 (p - centre).
+    """
+    _check_images(images)
+    n, _, h, w = images.shape
+    inverse = torch.linalg.inv(matrices.to(images.device, torch.float32))
+    # affine_grid works in coordinates normalised to [-1, 1] per axis: rescale the pixel map into them
+    to_pixels = torch.diag(torch.tensor([w / 2.0, h / 2.0], device=images.device))
+    to_unit = torch.diag(torch.tensor([2.0 / w, 2.0 / h], device=images.device))
+    theta = torch.zeros(n, 2, 3, device=images.device)
+    theta[:, :, :2] = to_unit @ inverse @ to_pixels
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rgb_to_hls(images: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) hue, lightness, saturation in [0, 1] (colorsys's HLS)."""
+    r, g, b = images.unbind(1)
+    high, _ = images.max(1)
+    low, _ = images.min(1)
+    lightness = (high + low) / 2
+    chroma = high - low
+    flat = chroma <= 1e-12
+    safe = torch.where(flat, torch.ones_like(chroma), chroma)
+    denom = torch.where(lightness <= 0.5, high + low, 2.0 - high - low)
+    saturation = torch.where(flat, torch.zeros_like(chroma), chroma / torch.where(flat, torch.ones_like(denom), denom))
+    rc, gc, bc = (high - r) / safe, (high - g) / safe, (high - b) / safe
+    hue = torch.where(r == high, bc - gc, torch.where(g == high, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = torch.where(flat, torch.zeros_like(hue), (hue / 6.0) % 1.0)
+    return torch.stack([hue, lightness, saturation], 1)
+
+
+def hls_to_rgb(hls: Tensor) -> Tensor:
+    """Inverse of `rgb_to_hls`: (N, 3, H, W) hue, lightness, saturation -> RGB in [0, 1]."""
+    hue, lightness, saturation = hls.unbind(1)
+    # the closed form of colorsys.hls_to_rgb: each channel is a clipped triangle wave of the hue
+    chroma = (1 - (2 * lightness - 1).abs()) * saturation
+    channels = []
+    for shift in (0.0, 8.0, 4.0):  # red, green, blue
+        k = (shift + hue * 12) % 12
+        channels.append(lightness - chroma / 2 * torch.clamp(torch.minimum(k - 3, 9 - k), -1, 1))
+    return torch.stack(channels, 1)
+
+
+def adjust_hls(images: Tensor, hue: Tensor, lightness: Tensor, saturation: Tensor) -> Tensor:
+    """Add per-image offsets to hue (fraction of the colour circle), lightness and saturation.
+
+    images: (N, 3, H, W) RGB in [0, 1]; offsets (N,) each. Lightness and saturation are clipped to [0, 1].
+    """
+    _check_images(images)
+    if images.shape[1] != 3:
+        raise ValueError(f"images: colour augmentation needs RGB images (N, 3, H, W), got {images.shape[1]} channels")
+    hls = rgb_to_hls(images)
+    offsets = torch.stack([hue, lightness, saturation], 1).to(images)[:, :, None, None]
+    hls = hls + offsets
+    hls = torch.stack([hls[:, 0] % 1.0, hls[:, 1].clamp(0, 1), hls[:, 2].clamp(0, 1)], 1)
+    return hls_to_rgb(hls)
+
+
+def augment(
+    images: Tensor,
+    augmentation_type: str = "crop",
+    *,
+    flip: bool = True,
+    padding: int | None = None,
+    padding_mode: str = "constant",
+    grayscale: float = 0.0,
+    invert: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """SageMaker's `augmentation_type`, with random parameters drawn per image.
+
+    images: (N, C, H, W) float in [0, 1], on any device -> the same shape, in [0, 1].
+    - "crop": a random crop of the image padded by `padding` (default H // 8) pixels, and a random
+      horizontal mirror when `flip` (leave it off for digits: a mirrored 3 is no digit);
+    - "crop_color": also hue, saturation and lightness offsets drawn from +-36 degrees, +-50/255 and
+      +-50/255, SageMaker's ranges;
+    - "crop_color_transform": also a rotation of up to 10 degrees, shear up to 0.1 and aspect-ratio
+      change up to 0.25;
+    - "none": nothing of the above.
+    `grayscale` and `invert` are probabilities of turning an image grey / negative (the printed-digit
+    pretraining uses them so the backbone stops relying on colour). `generator` (CPU) makes it repeatable.
+    """
+    _check_images(images)
+    if augmentation_type not in AUGMENTATION_TYPES:
+        raise ValueError(f"augmentation_type: expected one of {AUGMENTATION_TYPES}, got {augmentation_type!r}")
+    n, c, h, w = images.shape
+    device = images.device
+
+    def uniform(*shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
+        return (low + (high - low) * torch.rand(*shape, generator=generator)).to(device)
+
+    out = images
+    if augmentation_type != "none":
+        pad = max(1, h // 8) if padding is None else int(padding)
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+        out = shift_images(out, offsets, pad, padding_mode)
+        if flip:
+            mirror = uniform(n) < 0.5
+            out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+    if augmentation_type in ("crop_color", "crop_color_transform") and c == 3:
+        out = adjust_hls(out, uniform(n, low=-0.1, high=0.1), uniform(n, low=-50 / 255, high=50 / 255), uniform(n, low=-50 / 255, high=50 / 255))
+    elif augmentation_type in ("crop_color", "crop_color_transform"):
+        out = (out + uniform(n, low=-50 / 255, high=50 / 255)[:, None, None, None]).clamp(0, 1)
+    if augmentation_type == "crop_color_transform":
+        angle = uniform(n, low=-math.radians(10), high=math.radians(10))
+        shear = uniform(n, low=-0.1, high=0.1)
+        aspect = uniform(n, low=1 - 0.25, high=1 + 0.25).sqrt()
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (N, 2, 2)
+        shearing = torch.eye(2, device=device).repeat(n, 1, 1)
+        shearing[:, 0, 1] = shear
+        stretching = torch.diag_embed(torch.stack([aspect, 1 / aspect], -1))
+        out = affine_images(out, rotation @ shearing @ stretching)
+    if grayscale > 0 and c == 3:
+        grey = (out * torch.tensor([0.299, 0.587, 0.114], device=device)[:, None, None]).sum(1, keepdim=True).expand_as(out)
+        out = torch.where((uniform(n) < grayscale)[:, None, None, None], grey, out)
+    if invert > 0:
+        out = torch.where((uniform(n) < invert)[:, None, None, None], 1 - out, out)
+    return out.clamp(0, 1)
+
+
+# --- SageMaker's training knobs ----------------------------------------------------------------------
+
+OPTIMIZERS = ("sgd", "nag", "adam", "rmsprop")
+
+
+def make_optimizer(
+    parameters: Any,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+) -> torch.optim.Optimizer:
+    """SageMaker's `optimizer` choice: "sgd" (with momentum), "nag" (Nesterov momentum), "adam",
+    "rmsprop"; `weight_decay` is L2 regularisation as SageMaker's `weight_decay` (coupled, as in MXNet).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay: expected a number >= 0, got {weight_decay!r}")
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise ValueError("parameters: nothing to train (every parameter is frozen)")
+    if optimizer in ("sgd", "nag"):
+        return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, nesterov=optimizer == "nag" and momentum > 0, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
+    return torch.optim.RMSprop(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
+
+
+def parse_lr_steps(lr_scheduler_step: str | Sequence[int] | None) -> list[int]:
+    """SageMaker's `lr_scheduler_step` ("10,20": the epochs after which the rate drops) as a sorted list."""
+    if lr_scheduler_step is None or lr_scheduler_step == "":
+        return []
+    if isinstance(lr_scheduler_step, str):
+        try:
+            steps = [int(s) for s in lr_scheduler_step.split(",")]
+        except ValueError:
+            raise ValueError(f"lr_scheduler_step: expected comma-separated epochs such as '10,20', got {lr_scheduler_step!r}") from None
+    else:
+        steps = list(lr_scheduler_step)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps) or steps != sorted(set(steps)):
+        raise ValueError(f"lr_scheduler_step: expected increasing positive epochs, got {lr_scheduler_step!r}")
+    return steps
+
+
+def step_schedule(optimizer: torch.optim.Optimizer, lr_scheduler_step: str | Sequence[int] | None, lr_scheduler_factor: float = 0.1):
+    """The learning rate times `lr_scheduler_factor` after each epoch in `lr_scheduler_step` (step it per epoch)."""
+    if not 0 < lr_scheduler_factor <= 1:
+        raise ValueError(f"lr_scheduler_factor: expected a number in (0, 1], got {lr_scheduler_factor!r}")
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, parse_lr_steps(lr_scheduler_step), gamma=lr_scheduler_factor)
+
+
+def top_k_accuracy(logits: Tensor, labels: Tensor, k: int = 1) -> float:
+    """The fraction of rows whose label is among the k highest scores (SageMaker's `top_k` metric).
+
+    logits: (N, num_classes); labels: (N,) int. Ties are broken by `torch.topk` (lowest index first).
+    """
+    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"logits, labels: expected (N, num_classes) and (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError("logits: expected at least one row")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k: expected an integer in [1, {logits.shape[1]}], got {k!r}")
+    top = logits.topk(k, dim=1).indices  # (N, k)
+    return float((top == labels.to(top.device)[:, None]).any(1).float().mean())
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, batch_size: int = 512, device: torch.device | str | None = None) -> Tensor:
+    """Logits (N, num_classes) of `model` (put in eval mode) for images (N, C, H, W), in batches, on the CPU."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = [model(images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+# --- the printed-digit backbone: our stand-in for ImageNet pretraining --------------------------------
+
+RECIPE_VERSION = 1
+# The large "pretraining" set: printed digits rendered from matplotlib's fonts. Clearer than the
+# generator's defaults (strong contrast, fewer photo backgrounds, half of them blurred down to 10 px
+# like the 8x8 handwritten digits) so that a minute of training learns digit shapes.
+PRINTED_VARIATION: dict[str, Any] = {
+    "digit_size": (0.6, 0.9),
+    "rotation": 10.0,
+    "contrast": 0.5,
+    "photo_fraction": 0.3,
+    "lowres_fraction": 0.5,
+    "lowres_size": 10,
+}
+# Sizes per profile (the recipe is the same): Adam with a one-cycle schedule, crop augmentation
+# without mirroring, and half of the images turned grey, 30% inverted, so colour cannot be the cue.
+DIGIT_PRETRAINING: dict[str, dict[str, Any]] = {
+    "cpu": {"num_images": 12_000, "validation_images": 1_000, "image_size": 16, "epochs": 3, "mini_batch_size": 64, "learning_rate": 3e-3},
+    "gpu": {"num_images": 100_000, "validation_images": 5_000, "image_size": 32, "epochs": 10, "mini_batch_size": 256, "learning_rate": 4e-3},
+}
+
+
+def _default_cache_dir() -> Path:
+    from helpers.data.images import data_dir
+
+    return data_dir() / "cache"
+
+
+def digit_backbone_path(num_layers: int, profile: str = "cpu", seed: int = 0, cache_dir: str | Path | None = None) -> Path:
+    """Where the printed-digit backbone for this depth, profile and seed is cached
+    (`<cache_dir>/digit_backbone/resnet20-cpu-seed0-v1.pt`; cache_dir defaults to data/cache)."""
+    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    return root / "digit_backbone" / f"resnet{num_layers}-{profile}-seed{seed}-v{RECIPE_VERSION}.pt"
+
+
+def pretrain_digit_backbone(
+    num_layers: int = 20,
+    *,
+    profile: str = "cpu",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    cache_data: bool | str | Path = True,
+    progress: bool = True,
+) -> tuple[ImageClassifier, Any, dict[str, Any]]:
+    """Train a ResNet of `num_layers` to read printed digits (the recipe notebook 04 teaches).
+
+    Returns (classifier: the backbone plus its 10-digit head, history: helpers.train.History with
+    "printed_accuracy" per epoch, meta: the recipe, sizes and final validation accuracy). The same
+    seed on the CPU gives the same weights. `cache_data` caches the generated printed digits (False, True
+    for data/cache, or a folder).
+    """
+    from helpers.data.images import printed_digits
+    from helpers.device import get_device, resolve_profile, seed_everything
+    from helpers.train import fit
+
+    dev = get_device(device)
+    profile = resolve_profile(profile, dev)
+    sizes = dict(DIGIT_PRETRAINING[profile])
+    arch = architecture(num_layers, (3, 32, 32))  # validates num_layers
+    image_size = sizes["image_size"] if arch["style"] == "cifar" else max(32, sizes["image_size"])
+    total = sizes["num_images"] + sizes["validation_images"]
+    images, labels = printed_digits(total, image_size, seed, **PRINTED_VARIATION, cache=cache_data)
+    images, labels = images.to(dev), labels.to(dev)  # uint8 (N, 3, S, S), int64 (N,)
+    train_x, train_y = images[: sizes["num_images"]], labels[: sizes["num_images"]]
+    val_x, val_y = images[sizes["num_images"] :], labels[sizes["num_images"] :]
+    mean = (train_x[:2000].float() / 255).mean((0, 2, 3)).tolist()
+    std = (train_x[:2000].float() / 255).std((0, 2, 3)).tolist()
+
+    generator = seed_everything(seed)
+    model = ImageClassifier(resnet_backbone(num_layers, (3, image_size, image_size), style=arch["style"], mean=mean, std=std), 10).to(dev)
+    batch = sizes["mini_batch_size"]
+    steps_per_epoch = math.ceil(sizes["num_images"] / batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=sizes["learning_rate"], weight_decay=5e-5)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, sizes["learning_rate"], total_steps=sizes["epochs"] * steps_per_epoch, pct_start=0.2)
+
+    def batches(epoch: int):
+        order = torch.randperm(sizes["num_images"], generator=generator).to(dev)
+        for start in range(0, sizes["num_images"], batch):
+            rows = order[start : start + batch]
+            x = augment(train_x[rows].float() / 255, "crop", flip=False, grayscale=0.5, invert=0.3, generator=generator)
+            yield x, train_y[rows]
+
+    def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"printed_accuracy": top_k_accuracy(predict(model, val_x.float() / 255), val_y.cpu(), 1)}
+
+    history = fit(model, batches, loss_fn, optimizer, sizes["epochs"], device=dev, scheduler=schedule, scheduler_step="batch",
+                  evaluate=evaluate, progress=progress, desc=f"pretrain ResNet-{num_layers} on printed digits")
+    meta = {
+        "num_layers": num_layers,
+        "style": arch["style"],
+        "image_shape": (3, image_size, image_size),
+        "profile": profile,
+        "seed": seed,
+        "recipe_version": RECIPE_VERSION,
+        "printed_variation": {k: list(v) if isinstance(v, tuple) else v for k, v in PRINTED_VARIATION.items()},
+        **sizes,
+        "printed_accuracy": history.metrics[-1]["printed_accuracy"],
+        "train_loss": history.train_loss,
+        "printed_accuracy_per_epoch": history.metric("printed_accuracy"),
+        "seconds": sum(history.epoch_seconds),
+        "device": str(dev),
+    }
+    return model, history, meta
+
+
+def save_digit_backbone(classifier: ImageClassifier, meta: dict[str, Any], path: str | Path) -> Path:
+    """Write the pretrained backbone, its digit head and `meta` to `path` (atomically)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"meta": meta, "backbone": {k: v.cpu() for k, v in classifier.backbone.state_dict().items()},
+             "head": {k: v.cpu() for k, v in classifier.fc.state_dict().items()}}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def pretrained_digit_classifier(
+    num_layers: int = 20,
+    *,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    train_if_missing: bool = True,
+    profile: str = "cpu",
+    replace_stride_with_dilation: Sequence[bool] | None = None,
+    progress: bool = True,
+) -> ImageClassifier:
+    """The printed-digit ResNet with its 10-digit head (see `pretrained_digit_backbone`)."""
+    from helpers.device import get_device, resolve_profile
+
+    dev = get_device(device)
+    profile = resolve_profile(profile, dev)
+    path = digit_backbone_path(num_layers, profile, seed, cache_dir)
+    state = None
+    if path.exists():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a truncated or foreign file is retrained, never trusted
+            state = None
+    if state is None:
+        if not train_if_missing:
+            raise FileNotFoundError(
+                f"no printed-digit backbone at {path}: run notebooks/04_image_classification.ipynb with num_layers={num_layers}, "
+                f"profile={profile!r}, seed={seed}, or call pretrained_digit_backbone(..., train_if_missing=True)"
+            )
+        classifier, _, meta = pretrain_digit_backbone(num_layers, profile=profile, seed=seed, device=dev, progress=progress,
+                                                      cache_data=True if cache_dir is None else cache_dir)
+        save_digit_backbone(classifier, meta, path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    meta = state["meta"]
+    network = resnet(num_layers, 2, tuple(meta["image_shape"]), style=meta["style"], replace_stride_with_dilation=replace_stride_with_dilation)
+    channels = meta["image_shape"][0]
+    backbone = ResNetBackbone(network, [0.0] * channels, [1.0] * channels)
+    backbone.load_state_dict(state["backbone"])
+    classifier = ImageClassifier(backbone, 10)
+    classifier.fc.load_state_dict(state["head"])
+    backbone.pretraining = dict(meta, path=str(path))
+    return classifier.to(dev)
+
+
+def pretrained_digit_backbone(
+    num_layers: int = 20,
+    *,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    train_if_missing: bool = True,
+    profile: str = "cpu",
+    replace_stride_with_dilation: Sequence[bool] | None = None,
+    progress: bool = True,
+) -> ResNetBackbone:
+    """The ResNet backbone notebook 04 pretrains on printed digits, ready for a new head.
+
+    Loaded from `digit_backbone_path(num_layers, profile, seed, cache_dir)` (data/cache/digit_backbone/,
+    written by notebook 04); when that file is missing it is trained here first (a progress bar; one to three
+    minutes on 2 CPU cores for ResNet-20 on the "cpu" profile) and cached, unless
+    `train_if_missing=False`, which raises FileNotFoundError instead.
+
+    The backbone takes RGB images in [0, 1] (N, 3, H, W) of any size; it saw digits about 10-14 px
+    tall on 16x16 images ("cpu" profile; twice that on "gpu"). `features(x)` gives the stage maps
+    (channels `out_channels`, strides `strides`), `forward(x)` the last. Its `pretraining` attribute
+    holds the recipe and the printed-digit validation accuracy. `replace_stride_with_dilation`
+    dilates later stages (same weights; notebook 06).
+    """
+    return pretrained_digit_classifier(
+        num_layers, device=device, seed=seed, cache_dir=cache_dir, train_if_missing=train_if_missing, profile=profile,
+        replace_stride_with_dilation=replace_stride_with_dilation, progress=progress,
+    ).backbone

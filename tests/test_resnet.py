@@ -354,3 +354,220 @@ def test_torchvision_weights_reject_unknown_names():
         R.torchvision_backbone(18, "IMAGENET22K")
     with pytest.raises(ValueError, match="num_layers"):
         R.torchvision_backbone(20)
+
+
+# --- batched augmentation against torchvision's per-image functionals and colorsys ---------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_shift_images_equals_v2_crop_of_the_padded_image(seed, mode):
+    from torchvision.transforms.v2 import functional as TF
+
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(4, 3, 10, 12, generator=g)
+    offsets = torch.randint(0, 7, (4, 2), generator=g)
+    out = R.shift_images(images, offsets, 3, mode)
+    for i in range(4):
+        padded = TF.pad(images[i], [3], padding_mode="constant" if mode == "constant" else "reflect")
+        expected = TF.crop(padded, int(offsets[i, 1]), int(offsets[i, 0]), 10, 12)
+        torch.testing.assert_close(out[i], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("degrees", [17.0, -8.0])
+def test_affine_images_rotation_equals_v2_affine(degrees):
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    images = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    a = torch.tensor(degrees).deg2rad()
+    rotation = torch.stack([torch.stack([a.cos(), -a.sin()]), torch.stack([a.sin(), a.cos()])])
+    out = R.affine_images(images, rotation.expand(3, 2, 2))
+    expected = TF.affine(images, angle=degrees, translate=[0, 0], scale=1.0, shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+
+
+def test_affine_images_quarter_turn_is_rot90_and_identity_is_identity():
+    images = torch.rand(2, 1, 8, 8)
+    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]]).expand(2, 2, 2)
+    torch.testing.assert_close(R.affine_images(images, quarter), torch.rot90(images, -1, (2, 3)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(R.affine_images(images, torch.eye(2).expand(2, 2, 2)), images, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rgb_to_hls_matches_colorsys_and_round_trips(seed):
+    import colorsys
+
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.rand(1, 3, 1, 50, generator=g)
+    pixels[0, :, 0, :3] = torch.tensor([[0.5, 0.0, 1.0], [0.5, 0.0, 1.0], [0.5, 0.0, 1.0]])  # greys: no hue
+    hls = R.rgb_to_hls(pixels)
+    expected = torch.tensor([colorsys.rgb_to_hls(*pixels[0, :, 0, j].tolist()) for j in range(50)]).T
+    torch.testing.assert_close(hls[0, :, 0], expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(R.hls_to_rgb(hls), pixels, rtol=0, atol=1e-5)
+
+
+def test_adjust_hls_shifts_hue_like_v2_adjust_hue_on_fully_saturated_colours():
+    from torchvision.transforms.v2 import functional as TF
+
+    # hue rotation is the same operation in HLS and HSV
+    images = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.0, 1.0]]).T.reshape(1, 3, 1, 3)
+    out = R.adjust_hls(images, torch.tensor([0.1]), torch.zeros(1), torch.zeros(1))
+    torch.testing.assert_close(out, TF.adjust_hue(images, 0.1), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="RGB"):
+        R.adjust_hls(torch.rand(1, 1, 4, 4), torch.zeros(1), torch.zeros(1), torch.zeros(1))
+
+
+@pytest.mark.parametrize("augmentation_type", R.AUGMENTATION_TYPES)
+def test_augment_keeps_shape_and_range_and_repeats_with_the_same_generator(augmentation_type):
+    images = torch.rand(6, 3, 16, 16)
+    first = R.augment(images, augmentation_type, grayscale=0.5, invert=0.5, generator=torch.Generator().manual_seed(3))
+    again = R.augment(images, augmentation_type, grayscale=0.5, invert=0.5, generator=torch.Generator().manual_seed(3))
+    assert first.shape == images.shape and first.min() >= 0 and first.max() <= 1
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    if augmentation_type != "none":
+        other = R.augment(images, augmentation_type, generator=torch.Generator().manual_seed(4))
+        assert not torch.equal(first, other)
+
+
+def test_augment_none_without_extras_is_the_identity_and_crop_only_moves_pixels():
+    images = torch.rand(5, 1, 8, 8)
+    torch.testing.assert_close(R.augment(images, "none"), images, rtol=0, atol=0)
+    shifted = R.augment(images, "crop", flip=False, padding=1, generator=torch.Generator().manual_seed(0))
+    # a shift by at most one pixel: every output pixel is some input pixel of the same image, or zero
+    for out, img in zip(shifted, images):
+        assert set(out.flatten().tolist()) <= set(img.flatten().tolist()) | {0.0}
+
+
+def test_augment_rejects_unknown_types_and_non_float_images():
+    with pytest.raises(ValueError, match="augmentation_type"):
+        R.augment(torch.rand(1, 3, 8, 8), "mixup")
+    with pytest.raises(ValueError, match="images: expected a float tensor"):
+        R.augment(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+# --- SageMaker's training knobs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, kind, nesterov", [("sgd", torch.optim.SGD, False), ("nag", torch.optim.SGD, True), ("adam", torch.optim.Adam, None), ("rmsprop", torch.optim.RMSprop, None)])
+def test_make_optimizer_maps_sagemaker_names_and_skips_frozen_parameters(name, kind, nesterov):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    model[0].weight.requires_grad_(False)
+    optimizer = R.make_optimizer(model.parameters(), name, 0.01, 0.9, 1e-4)
+    assert isinstance(optimizer, kind)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 3
+    assert optimizer.param_groups[0]["lr"] == 0.01 and optimizer.param_groups[0]["weight_decay"] == 1e-4
+    if nesterov is not None:
+        assert optimizer.param_groups[0]["nesterov"] is nesterov
+
+
+def test_make_optimizer_rejects_bad_settings():
+    params = list(nn.Linear(2, 2).parameters())
+    with pytest.raises(ValueError, match="optimizer"):
+        R.make_optimizer(params, "lamb")
+    with pytest.raises(ValueError, match="learning_rate"):
+        R.make_optimizer(params, "sgd", 0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        R.make_optimizer(params, "sgd", 0.1, 1.0)
+    frozen = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        R.make_optimizer(frozen.parameters())
+
+
+def test_step_schedule_drops_the_rate_after_each_listed_epoch():
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    schedule = R.step_schedule(optimizer, "2,4", 0.5)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert R.parse_lr_steps("") == [] and R.parse_lr_steps(None) == [] and R.parse_lr_steps([3, 7]) == [3, 7]
+    for bad in ("5,2", "a,b", "0", [2, 2]):
+        with pytest.raises(ValueError, match="lr_scheduler_step"):
+            R.parse_lr_steps(bad)
+    with pytest.raises(ValueError, match="lr_scheduler_factor"):
+        R.step_schedule(optimizer, "2", 0.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_top_k_accuracy_equals_scikit_learn(seed, k):
+    from sklearn.metrics import top_k_accuracy_score
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(200, 10, generator=g)
+    labels = torch.randint(0, 10, (200,), generator=g)
+    expected = top_k_accuracy_score(labels.numpy(), logits.numpy(), k=k, labels=list(range(10)))
+    assert R.top_k_accuracy(logits, labels, k) == pytest.approx(expected)
+
+
+def test_top_k_accuracy_edge_cases():
+    assert R.top_k_accuracy(torch.tensor([[0.1, 0.9]]), torch.tensor([1]), 1) == 1.0  # one row
+    assert R.top_k_accuracy(torch.tensor([[0.1, 0.9]]), torch.tensor([0]), 2) == 1.0  # k = classes
+    with pytest.raises(ValueError, match="k: expected"):
+        R.top_k_accuracy(torch.zeros(3, 4), torch.zeros(3, dtype=torch.long), 5)
+    with pytest.raises(ValueError, match="at least one row"):
+        R.top_k_accuracy(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="logits, labels"):
+        R.top_k_accuracy(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long), 1)
+
+
+# --- the printed-digit backbone and its cache ---------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_recipe(monkeypatch):
+    # the real recipe at a size that trains in a second or two
+    monkeypatch.setitem(R.DIGIT_PRETRAINING, "cpu", {**R.DIGIT_PRETRAINING["cpu"], "num_images": 96, "validation_images": 32, "epochs": 1, "mini_batch_size": 32})
+
+
+def test_pretrained_digit_backbone_trains_once_caches_and_then_loads(tiny_recipe, tmp_path, monkeypatch):
+    backbone = R.pretrained_digit_backbone(8, device="cpu", seed=3, cache_dir=tmp_path, progress=False)
+    path = R.digit_backbone_path(8, "cpu", 3, tmp_path)
+    assert path.is_file() and path.name == "resnet8-cpu-seed3-v1.pt"
+    assert backbone.pretraining["num_images"] == 96 and 0.0 <= backbone.pretraining["printed_accuracy"] <= 1.0
+    # a second call must load, not train
+    monkeypatch.setattr(R, "pretrain_digit_backbone", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    again = R.pretrained_digit_backbone(8, device="cpu", seed=3, cache_dir=tmp_path)
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    x = torch.rand(2, 3, 16, 16)
+    backbone.eval(), again.eval()
+    with torch.no_grad():
+        maps = again.features(x)
+        torch.testing.assert_close(again(x), backbone(x))
+    assert [m.shape[1] for m in maps] == again.out_channels == [16, 32, 64]
+    assert again.strides == [1, 2, 4]
+
+
+def test_pretraining_is_deterministic_per_seed(tiny_recipe, tmp_path):
+    first = R.pretrained_digit_backbone(8, device="cpu", seed=5, cache_dir=tmp_path / "a", progress=False)
+    second = R.pretrained_digit_backbone(8, device="cpu", seed=5, cache_dir=tmp_path / "b", progress=False)
+    other = R.pretrained_digit_backbone(8, device="cpu", seed=6, cache_dir=tmp_path / "c", progress=False)
+    torch.testing.assert_close(first.layer3[0].conv1.weight, second.layer3[0].conv1.weight, rtol=0, atol=0)
+    assert not torch.equal(first.layer3[0].conv1.weight, other.layer3[0].conv1.weight)
+
+
+def test_pretrained_digit_backbone_without_cache_and_training_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"04_image_classification.*num_layers=20.*train_if_missing"):
+        R.pretrained_digit_backbone(20, device="cpu", cache_dir=tmp_path, train_if_missing=False)
+
+
+def test_cached_backbone_loads_dilated_and_with_its_digit_head(tiny_recipe, tmp_path):
+    plain = R.pretrained_digit_classifier(8, device="cpu", seed=0, cache_dir=tmp_path, progress=False)
+    dilated = R.pretrained_digit_backbone(8, device="cpu", seed=0, cache_dir=tmp_path, replace_stride_with_dilation=(False, True))
+    torch.testing.assert_close(dilated.layer3[0].conv2.weight, plain.backbone.layer3[0].conv2.weight, rtol=0, atol=0)
+    assert dilated.strides == [1, 2, 2]
+    with torch.no_grad():
+        assert plain.eval()(torch.rand(3, 3, 16, 16)).shape == (3, 10)
+
+
+def test_a_corrupt_cache_file_is_retrained_not_trusted(tiny_recipe, tmp_path):
+    path = R.digit_backbone_path(8, "cpu", 0, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    backbone = R.pretrained_digit_backbone(8, device="cpu", seed=0, cache_dir=tmp_path, progress=False)
+    assert backbone.pretraining["recipe_version"] == R.RECIPE_VERSION
+    assert torch.load(path, weights_only=True)["meta"]["num_layers"] == 8
