@@ -15,7 +15,7 @@ Medians over `--repeats` timed runs after warm-up. On CUDA the networks run in b
 channels_last (both sides alike); on the CPU in float32. The last line is the headline ratio: our
 FCN's training throughput over torchvision's fcn_resnet50 (same architecture class and size).
 
-    python benchmarks/semantic_segmentation.py                  # CPU-sized defaults (a few minutes)
+    python benchmarks/semantic_segmentation.py                  # CPU-sized defaults (about a minute on 1 thread)
     python benchmarks/semantic_segmentation.py --size 512 --batch 16 --repeats 20   # on a GPU
 """
 
@@ -150,7 +150,7 @@ def time_metrics(device, num_classes: int, count: int, size: int, repeats: int) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--size", type=int, default=None, help="input side (default 128 on CPU, 512 on GPU)")
+    parser.add_argument("--size", type=int, default=None, help="input side (default 64 on CPU, 512 on GPU)")
     parser.add_argument("--batch", type=int, default=None, help="images per step (default 4 on CPU, 16 on GPU)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3 on CPU, 20 on GPU)")
     parser.add_argument("--num-classes", type=int, default=21, help="classes (21: VOC)")
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
     device = get_device(args.device)
     gpu = device.type == "cuda"
-    size = args.size or (512 if gpu else 128)
+    size = args.size or (512 if gpu else 64)
     batch = args.batch or (16 if gpu else 4)
     repeats = args.repeats or (20 if gpu else 3)
     torch.manual_seed(0)
